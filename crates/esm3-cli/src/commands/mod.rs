@@ -1,0 +1,4 @@
+pub mod device;
+pub mod forward;
+pub mod import;
+pub mod tokenize;

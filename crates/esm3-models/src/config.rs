@@ -1,0 +1,203 @@
+//! `config.json` of a model directory: the model type and its hyper-parameters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use std::path::Path;
+
+/// Hyper-parameters of an ESM3 trunk (the reference's `ESM3(d_model, n_heads, v_heads, n_layers)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Esm3Config {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub v_heads: usize,
+    pub n_layers: usize,
+}
+
+/// Hyper-parameters of an ESM C trunk (the reference's `ESMC(d_model, n_heads, n_layers)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EsmcConfig {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "model_type", rename_all = "lowercase")]
+pub enum ModelConfig {
+    Esm3(Esm3Config),
+    Esmc(EsmcConfig),
+}
+
+impl Esm3Config {
+    /// `esm3-sm-open-v1`, the public 1.4B model.
+    pub fn sm_open_v1() -> Self {
+        Self {
+            d_model: 1536,
+            n_heads: 24,
+            v_heads: 256,
+            n_layers: 48,
+        }
+    }
+}
+
+impl EsmcConfig {
+    pub fn esmc_300m() -> Self {
+        Self {
+            d_model: 960,
+            n_heads: 15,
+            n_layers: 30,
+        }
+    }
+    pub fn esmc_600m() -> Self {
+        Self {
+            d_model: 1152,
+            n_heads: 18,
+            n_layers: 36,
+        }
+    }
+}
+
+fn check_heads(d_model: usize, n_heads: usize, n_layers: usize) -> std::result::Result<(), String> {
+    if d_model == 0 || n_heads == 0 || n_layers == 0 {
+        return Err("d_model, n_heads and n_layers must be positive".into());
+    }
+    if d_model % n_heads != 0 {
+        return Err(format!(
+            "d_model {d_model} is not divisible by n_heads {n_heads}"
+        ));
+    }
+    if (d_model / n_heads) % 2 != 0 {
+        return Err(format!(
+            "head width d_model/n_heads = {} must be even for rotary embeddings",
+            d_model / n_heads
+        ));
+    }
+    Ok(())
+}
+
+impl ModelConfig {
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            ModelConfig::Esm3(_) => "esm3",
+            ModelConfig::Esmc(_) => "esmc",
+        }
+    }
+
+    /// Checks the hyper-parameters describe a model the architecture can have.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            ModelConfig::Esm3(c) => {
+                check_heads(c.d_model, c.n_heads, c.n_layers)?;
+                if c.d_model % 8 != 0 {
+                    return Err(format!(
+                        "d_model {} must be divisible by 8 (eight function-token embeddings are concatenated)",
+                        c.d_model
+                    ));
+                }
+                if c.v_heads == 0 {
+                    return Err("v_heads must be positive".into());
+                }
+                Ok(())
+            }
+            ModelConfig::Esmc(c) => check_heads(c.d_model, c.n_heads, c.n_layers),
+        }
+    }
+
+    /// Short description for messages, e.g. `d_model=64 n_heads=4 v_heads=4 n_layers=2`.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelConfig::Esm3(c) => format!(
+                "d_model={} n_heads={} v_heads={} n_layers={}",
+                c.d_model, c.n_heads, c.v_heads, c.n_layers
+            ),
+            ModelConfig::Esmc(c) => format!(
+                "d_model={} n_heads={} n_layers={}",
+                c.d_model, c.n_heads, c.n_layers
+            ),
+        }
+    }
+
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let config: ModelConfig =
+            serde_json::from_str(text).map_err(|e| ModelError::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{e} (expected e.g. {{\"model_type\": \"esm3\", \"d_model\": 1536, \"n_heads\": 24, \"v_heads\": 256, \"n_layers\": 48}} or {{\"model_type\": \"esmc\", ...}})"
+                ),
+            })?;
+        config.validate().map_err(|message| ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Hyper-parameters of the official checkpoints, by their file name.
+    pub fn for_official_file(file_name: &str) -> Option<Self> {
+        match file_name {
+            "esm3_sm_open_v1.pth" => Some(ModelConfig::Esm3(Esm3Config::sm_open_v1())),
+            "esmc_300m_2024_12_v0.pth" => Some(ModelConfig::Esmc(EsmcConfig::esmc_300m())),
+            "esmc_600m_2024_12_v0.pth" => Some(ModelConfig::Esmc(EsmcConfig::esmc_600m())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_model_types_and_rejects_bad_shapes() {
+        let p = Path::new("config.json");
+        let c = ModelConfig::from_json(
+            r#"{"model_type":"esm3","d_model":64,"n_heads":4,"v_heads":4,"n_layers":2}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.model_type(), "esm3");
+        let c = ModelConfig::from_json(
+            r#"{"model_type":"esmc","d_model":96,"n_heads":2,"n_layers":3}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            ModelConfig::Esmc(EsmcConfig {
+                d_model: 96,
+                n_heads: 2,
+                n_layers: 3
+            })
+        );
+        let err = ModelConfig::from_json(
+            r#"{"model_type":"esm3","d_model":60,"n_heads":4,"v_heads":4,"n_layers":2}"#,
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("divisible by 8"), "{err}");
+        let err = ModelConfig::from_json(r#"{"model_type":"bert"}"#, p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.json") && err.contains("bert"), "{err}");
+    }
+
+    #[test]
+    fn json_roundtrip() {
+        let c = ModelConfig::Esm3(Esm3Config::sm_open_v1());
+        assert_eq!(
+            ModelConfig::from_json(&c.to_json(), Path::new("x")).unwrap(),
+            c
+        );
+    }
+}

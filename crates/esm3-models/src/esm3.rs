@@ -1,0 +1,493 @@
+//! The ESM3 trunk: input fusion of all tracks, a transformer stack with geometric attention in
+//! block 0, and six output heads (spec §2.7–2.9).
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use esm3_nn::{
+    AttentionContext, BlockConfig, FfnKind, GeometryContext, RegressionHead, TransformerStack,
+};
+use esm3_protein::Vec3;
+use esm3_tokens::sequence as seq_vocab;
+
+use crate::array::{expect_shape, HostArray};
+use crate::config::Esm3Config;
+use crate::error::{ModelError, Result};
+use crate::schema::vocab;
+
+/// Structure-track special ids (spec §1.2).
+pub mod structure_ids {
+    pub const MASK: i64 = 4096;
+    pub const EOS: i64 = 4097;
+    pub const BOS: i64 = 4098;
+    pub const PAD: i64 = 4099;
+    pub const CHAINBREAK: i64 = 4100;
+}
+
+/// Inputs named like the reference `ESM3.forward` arguments. Any subset may be given; missing
+/// ones are defaulted exactly as the reference does (spec §1.9a).
+#[derive(Clone, Debug, Default)]
+pub struct Esm3Input {
+    /// `[B, L]` sequence ids (0..64).
+    pub sequence_tokens: Option<HostArray<i64>>,
+    /// `[B, L]` structure ids (0..4101, −1 = mask).
+    pub structure_tokens: Option<HostArray<i64>>,
+    /// `[B, L]` SS8 ids (0..11).
+    pub ss8_tokens: Option<HostArray<i64>>,
+    /// `[B, L]` SASA ids (0..19).
+    pub sasa_tokens: Option<HostArray<i64>>,
+    /// `[B, L, 8]` function ids (0..260).
+    pub function_tokens: Option<HostArray<i64>>,
+    /// `[B, L, 16]` residue-annotation ids (0..1478), 0 = empty slot.
+    pub residue_annotation_tokens: Option<HostArray<i64>>,
+    /// `[B, L]` or `[B, 1]` average pLDDT in 0..1 (default 1.0).
+    pub average_plddt: Option<HostArray<f32>>,
+    /// `[B, L]` per-residue pLDDT in 0..1 (default 0.0).
+    pub per_res_plddt: Option<HostArray<f32>>,
+    /// `[B, L, A, 3]` with A ≥ 3 (N, CA, C first: atom3, atom14 or atom37), Å; NaN = missing.
+    pub structure_coords: Option<HostArray<f32>>,
+    /// `[B, L]` chain ids; geometric attention never crosses chains (default: all 0).
+    pub chain_id: Option<HostArray<i64>>,
+    /// `[B, L]` sequence ids; attention only within equal ids (default: no masking).
+    pub sequence_id: Option<HostArray<i64>>,
+}
+
+/// Outputs named like the reference `ESMOutput`.
+pub struct Esm3Output {
+    pub sequence_logits: Tensor,
+    pub structure_logits: Tensor,
+    pub secondary_structure_logits: Tensor,
+    pub sasa_logits: Tensor,
+    /// `[B, L, 8, 260]`
+    pub function_logits: Tensor,
+    pub residue_logits: Tensor,
+    /// The last block's output before the final norm (spec §11 item 11).
+    pub embeddings: Tensor,
+}
+
+impl Esm3Output {
+    pub fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        vec![
+            ("sequence_logits", &self.sequence_logits),
+            ("structure_logits", &self.structure_logits),
+            (
+                "secondary_structure_logits",
+                &self.secondary_structure_logits,
+            ),
+            ("sasa_logits", &self.sasa_logits),
+            ("function_logits", &self.function_logits),
+            ("residue_logits", &self.residue_logits),
+            ("embeddings", &self.embeddings),
+        ]
+    }
+}
+
+pub struct Esm3 {
+    config: Esm3Config,
+    sequence_embed: Embedding,
+    plddt_projection: Linear,
+    structure_per_res_plddt_projection: Linear,
+    structure_tokens_embed: Embedding,
+    ss8_embed: Embedding,
+    sasa_embed: Embedding,
+    function_embed: Vec<Embedding>,
+    /// EmbeddingBag table with row 0 zeroed: `padding_idx = 0` entries are skipped in the sum.
+    residue_embed: Embedding,
+    transformer: TransformerStack,
+    sequence_head: RegressionHead,
+    structure_head: RegressionHead,
+    ss8_head: RegressionHead,
+    sasa_head: RegressionHead,
+    function_head: RegressionHead,
+    residue_head: RegressionHead,
+    device: Device,
+    dtype: DType,
+}
+
+/// The 16 RBF features of a value in 0..1: centres as torch's `linspace(0, 1, 16)` computes them
+/// (forward from 0 for the first half, backward from 1 for the second), width 1/16.
+fn rbf16(values: &[f32]) -> Vec<f32> {
+    const N: usize = 16;
+    let step = 1.0f32 / (N as f32 - 1.0);
+    let centres: [f32; N] = std::array::from_fn(|i| {
+        if i < N / 2 {
+            step * i as f32
+        } else {
+            1.0 - step * (N - i - 1) as f32
+        }
+    });
+    let std = 1.0f32 / N as f32;
+    let mut out = Vec::with_capacity(values.len() * N);
+    for &v in values {
+        for c in centres {
+            let z = (v - c) / std;
+            out.push((-(z * z)).exp());
+        }
+    }
+    out
+}
+
+impl Esm3 {
+    pub fn new(config: &Esm3Config, vb: VarBuilder) -> Result<Self> {
+        let d = config.d_model;
+        let enc = vb.pp("encoder");
+        let residue_table = enc.pp("residue_embed").get((vocab::RESIDUE, d), "weight")?;
+        let zero_row = Tensor::zeros((1, d), residue_table.dtype(), residue_table.device())?;
+        let residue_table = Tensor::cat(
+            &[&zero_row, &residue_table.narrow(0, 1, vocab::RESIDUE - 1)?],
+            0,
+        )?;
+        let n_layers = config.n_layers;
+        let block = |i: usize| BlockConfig {
+            d_model: d,
+            n_heads: config.n_heads,
+            v_heads: (i == 0).then_some(config.v_heads),
+            use_plain_attn: true,
+            bias: false,
+            qk_layernorm: true,
+            ffn: FfnKind::SwiGlu,
+            expansion_ratio: 8.0 / 3.0,
+            residue_scaling: (n_layers as f64 / 36.0).sqrt(),
+            mask_and_zero_frameless: true,
+        };
+        let heads = vb.pp("output_heads");
+        Ok(Self {
+            config: config.clone(),
+            sequence_embed: embedding(vocab::SEQUENCE, d, enc.pp("sequence_embed"))?,
+            plddt_projection: linear(16, d, enc.pp("plddt_projection"))?,
+            structure_per_res_plddt_projection: linear(
+                16,
+                d,
+                enc.pp("structure_per_res_plddt_projection"),
+            )?,
+            structure_tokens_embed: embedding(
+                vocab::STRUCTURE_EMBED,
+                d,
+                enc.pp("structure_tokens_embed"),
+            )?,
+            ss8_embed: embedding(vocab::SS8, d, enc.pp("ss8_embed"))?,
+            sasa_embed: embedding(vocab::SASA, d, enc.pp("sasa_embed"))?,
+            function_embed: (0..vocab::FUNCTION_DEPTH)
+                .map(|k| {
+                    embedding(
+                        vocab::FUNCTION,
+                        d / 8,
+                        enc.pp(format!("function_embed.{k}")),
+                    )
+                })
+                .collect::<candle_core::Result<_>>()?,
+            residue_embed: Embedding::new(residue_table, d),
+            transformer: TransformerStack::new(n_layers, block, true, d, vb.pp("transformer"))?,
+            sequence_head: RegressionHead::new(d, vocab::SEQUENCE, heads.pp("sequence_head"))?,
+            structure_head: RegressionHead::new(
+                d,
+                vocab::STRUCTURE_LOGITS,
+                heads.pp("structure_head"),
+            )?,
+            ss8_head: RegressionHead::new(d, vocab::SS8, heads.pp("ss8_head"))?,
+            sasa_head: RegressionHead::new(d, vocab::SASA, heads.pp("sasa_head"))?,
+            function_head: RegressionHead::new(
+                d,
+                vocab::FUNCTION * vocab::FUNCTION_DEPTH,
+                heads.pp("function_head"),
+            )?,
+            residue_head: RegressionHead::new(d, vocab::RESIDUE, heads.pp("residue_head"))?,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    pub fn config(&self) -> &Esm3Config {
+        &self.config
+    }
+
+    pub fn forward(&self, input: &Esm3Input) -> Result<Esm3Output> {
+        let p = Prepared::new(input)?;
+        let (b, l) = (p.batch, p.len);
+        let dev = &self.device;
+
+        let ids = |a: &HostArray<i64>| a.to_tensor_u32(dev);
+        // pLDDT arrays are [B, L], or [1, L] / [B, 1] and broadcast like the reference.
+        let rbf = |a: &HostArray<f32>| -> Result<Tensor> {
+            Ok(
+                Tensor::from_vec(rbf16(&a.data), (a.shape[0], a.shape[1], 16), dev)?
+                    .to_dtype(self.dtype)?,
+            )
+        };
+        let avg = self.plddt_projection.forward(&rbf(&p.average_plddt)?)?;
+        let per_res = self
+            .structure_per_res_plddt_projection
+            .forward(&rbf(&p.per_res_plddt)?)?;
+
+        let mut x = self.sequence_embed.forward(&ids(&p.sequence)?)?;
+        x = x.broadcast_add(&avg)?;
+        x = (x + per_res)?;
+        x = (x + self.structure_tokens_embed.forward(&ids(&p.structure)?)?)?;
+        x = (x + self.ss8_embed.forward(&ids(&p.ss8)?)?)?;
+        x = (x + self.sasa_embed.forward(&ids(&p.sasa)?)?)?;
+        let fun = ids(&p.function)?;
+        let parts = (0..vocab::FUNCTION_DEPTH)
+            .map(|k| self.function_embed[k].forward(&fun.narrow(2, k, 1)?.squeeze(2)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        x = (x + Tensor::cat(&parts, D::Minus1)?)?;
+        if p.residue.data.iter().any(|&v| v != 0) {
+            // An all-empty bag contributes exactly zero; skip the [B, L, 16, d] lookup then.
+            x = (x + self.residue_embed.forward(&ids(&p.residue)?)?.sum(2)?)?;
+        }
+
+        let d_head = self.config.d_model / self.config.n_heads;
+        let seq_id = p.sequence_id.as_ref().map(|s| s.data.as_slice());
+        let attn_ctx = AttentionContext::new(d_head, b, l, seq_id, self.dtype, dev)?;
+        let geo = GeometryContext::new(b, l, &p.backbone, seq_id, &p.chain_id, dev)?;
+        let out = self
+            .transformer
+            .forward(&x, Some(&attn_ctx), Some(&geo), false)?;
+
+        let h = &out.normed;
+        let f32 = |t: Tensor| t.to_dtype(DType::F32);
+        Ok(Esm3Output {
+            sequence_logits: f32(self.sequence_head.forward(h)?)?,
+            structure_logits: f32(self.structure_head.forward(h)?)?,
+            secondary_structure_logits: f32(self.ss8_head.forward(h)?)?,
+            sasa_logits: f32(self.sasa_head.forward(h)?)?,
+            function_logits: f32(self.function_head.forward(h)?.reshape((
+                b,
+                l,
+                vocab::FUNCTION_DEPTH,
+                vocab::FUNCTION,
+            ))?)?,
+            residue_logits: f32(self.residue_head.forward(h)?)?,
+            embeddings: f32(out.last)?,
+        })
+    }
+}
+
+/// Inputs with every default filled in, ids validated and the structure track overwritten
+/// from the sequence's special tokens, all on the host.
+struct Prepared {
+    batch: usize,
+    len: usize,
+    sequence: HostArray<i64>,
+    structure: HostArray<i64>,
+    ss8: HostArray<i64>,
+    sasa: HostArray<i64>,
+    function: HostArray<i64>,
+    residue: HostArray<i64>,
+    average_plddt: HostArray<f32>,
+    per_res_plddt: HostArray<f32>,
+    backbone: Vec<[Vec3; 3]>,
+    chain_id: Vec<i64>,
+    sequence_id: Option<HostArray<i64>>,
+}
+
+impl Prepared {
+    fn new(input: &Esm3Input) -> Result<Self> {
+        // B and L come from the first track given, in the reference's order.
+        let (batch, len) = [
+            input.sequence_tokens.as_ref().map(|a| &a.shape),
+            input.structure_tokens.as_ref().map(|a| &a.shape),
+            input.ss8_tokens.as_ref().map(|a| &a.shape),
+            input.sasa_tokens.as_ref().map(|a| &a.shape),
+            input.structure_coords.as_ref().map(|a| &a.shape),
+            input.function_tokens.as_ref().map(|a| &a.shape),
+            input.residue_annotation_tokens.as_ref().map(|a| &a.shape),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|s| (s.len() >= 2).then(|| (s[0], s[1])))
+        .ok_or_else(|| {
+            ModelError::Input(
+                "no input track given: need at least one of sequence_tokens, structure_tokens, \
+                 ss8_tokens, sasa_tokens, structure_coords, function_tokens, \
+                 residue_annotation_tokens (each [B, L, ...])"
+                    .into(),
+            )
+        })?;
+        if batch == 0 || len == 0 {
+            return Err(ModelError::Input(format!(
+                "empty input: batch {batch}, length {len}"
+            )));
+        }
+        let bl = [Some(batch), Some(len)];
+        let token_track = |name: &str,
+                           given: &Option<HostArray<i64>>,
+                           default: i64,
+                           limit: i64,
+                           what: &str|
+         -> Result<HostArray<i64>> {
+            match given {
+                Some(a) => {
+                    expect_shape(name, &a.shape, &bl)?;
+                    a.check_range(name, limit, what)?;
+                    Ok(a.clone())
+                }
+                None => Ok(HostArray::filled(vec![batch, len], default)),
+            }
+        };
+        let sequence = token_track(
+            "sequence_tokens",
+            &input.sequence_tokens,
+            seq_vocab::MASK as i64,
+            vocab::SEQUENCE as i64,
+            "sequence ids",
+        )?;
+        let ss8 = token_track(
+            "ss8_tokens",
+            &input.ss8_tokens,
+            0,
+            vocab::SS8 as i64,
+            "SS8 ids",
+        )?;
+        let sasa = token_track(
+            "sasa_tokens",
+            &input.sasa_tokens,
+            0,
+            vocab::SASA as i64,
+            "SASA ids",
+        )?;
+
+        let mut structure = match &input.structure_tokens {
+            Some(a) => {
+                expect_shape("structure_tokens", &a.shape, &bl)?;
+                let mut a = a.clone();
+                for v in a.data.iter_mut() {
+                    if *v == -1 {
+                        *v = structure_ids::MASK;
+                    }
+                }
+                a.check_range(
+                    "structure_tokens",
+                    vocab::STRUCTURE_EMBED as i64,
+                    "structure ids (or -1 for mask)",
+                )?;
+                a
+            }
+            None => HostArray::filled(vec![batch, len], structure_ids::MASK),
+        };
+        for (s, &q) in structure.data.iter_mut().zip(&sequence.data) {
+            match q as u32 {
+                seq_vocab::BOS => *s = structure_ids::BOS,
+                seq_vocab::PAD => *s = structure_ids::PAD,
+                seq_vocab::EOS => *s = structure_ids::EOS,
+                seq_vocab::CHAINBREAK => *s = structure_ids::CHAINBREAK,
+                _ => {}
+            }
+        }
+
+        let deep_track = |name: &str,
+                          given: &Option<HostArray<i64>>,
+                          depth: usize,
+                          limit: usize,
+                          what: &str|
+         -> Result<HostArray<i64>> {
+            match given {
+                Some(a) => {
+                    expect_shape(name, &a.shape, &[Some(batch), Some(len), Some(depth)])?;
+                    a.check_range(name, limit as i64, what)?;
+                    Ok(a.clone())
+                }
+                None => Ok(HostArray::filled(vec![batch, len, depth], 0)),
+            }
+        };
+        let function = deep_track(
+            "function_tokens",
+            &input.function_tokens,
+            vocab::FUNCTION_DEPTH,
+            vocab::FUNCTION,
+            "function ids",
+        )?;
+        let residue = deep_track(
+            "residue_annotation_tokens",
+            &input.residue_annotation_tokens,
+            vocab::RESIDUE_SLOTS,
+            vocab::RESIDUE,
+            "residue-annotation ids",
+        )?;
+
+        let average_plddt = match &input.average_plddt {
+            Some(a) => {
+                if a.shape.len() != 2
+                    || a.shape[0] != batch
+                    || !(a.shape[1] == len || a.shape[1] == 1)
+                {
+                    return Err(ModelError::Input(format!(
+                        "`average_plddt` has shape {:?}, expected [{batch}, {len}] or [{batch}, 1]",
+                        a.shape
+                    )));
+                }
+                a.clone()
+            }
+            None => HostArray::filled(vec![1, len], 1.0),
+        };
+        let per_res_plddt = match &input.per_res_plddt {
+            Some(a) => {
+                expect_shape("per_res_plddt", &a.shape, &bl)?;
+                a.clone()
+            }
+            None => HostArray::filled(vec![batch, len], 0.0),
+        };
+        let backbone = match &input.structure_coords {
+            Some(a) => {
+                if a.shape.len() != 4
+                    || a.shape[0] != batch
+                    || a.shape[1] != len
+                    || a.shape[2] < 3
+                    || a.shape[3] != 3
+                {
+                    return Err(ModelError::Input(format!(
+                        "`structure_coords` has shape {:?}, expected [{batch}, {len}, A, 3] with A ≥ 3 atoms (N, CA, C first; atom37 or atom3)",
+                        a.shape
+                    )));
+                }
+                let atoms = a.shape[2];
+                a.data
+                    .chunks_exact(atoms * 3)
+                    .map(|r| [[r[0], r[1], r[2]], [r[3], r[4], r[5]], [r[6], r[7], r[8]]])
+                    .collect()
+            }
+            None => vec![[[f32::NAN; 3]; 3]; batch * len],
+        };
+        let chain_id = match &input.chain_id {
+            Some(a) => {
+                expect_shape("chain_id", &a.shape, &bl)?;
+                a.data.clone()
+            }
+            None => vec![0; batch * len],
+        };
+        let sequence_id = match &input.sequence_id {
+            Some(a) => {
+                expect_shape("sequence_id", &a.shape, &bl)?;
+                Some(a.clone())
+            }
+            None => None,
+        };
+        Ok(Self {
+            batch,
+            len,
+            sequence,
+            structure,
+            ss8,
+            sasa,
+            function,
+            residue,
+            average_plddt,
+            per_res_plddt,
+            backbone,
+            chain_id,
+            sequence_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rbf16;
+
+    #[test]
+    fn rbf_peaks_at_its_centres() {
+        let f = rbf16(&[0.0, 1.0, 1.0 / 3.0]);
+        assert_eq!(f[0], 1.0);
+        assert!(f[1] < 0.02);
+        assert!((f[16 + 15] - 1.0).abs() < 1e-6);
+        assert!((f[32 + 5] - 1.0).abs() < 1e-5);
+    }
+}

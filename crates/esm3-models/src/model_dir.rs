@@ -1,0 +1,125 @@
+//! Model directories: `config.json` + memory-mapped `model.safetensors`, checked before use.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::esm3::Esm3;
+use crate::esmc::Esmc;
+use crate::schema;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Where and in what precision to run a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Compute dtype. Weights are converted on load; f32 is the parity path.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+pub enum LoadedModel {
+    Esm3(Esm3),
+    Esmc(Esmc),
+}
+
+/// An opened (not yet loaded) model directory.
+#[derive(Clone, Debug)]
+pub struct ModelDir {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+}
+
+impl ModelDir {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_dir() {
+            return Err(ModelError::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "model directory not found (expected a folder with config.json and model.safetensors)",
+                ),
+            ));
+        }
+        let config = ModelConfig::load(&path.join(CONFIG_FILE))?;
+        Ok(Self { path, config })
+    }
+
+    pub fn weights_path(&self) -> PathBuf {
+        self.path.join(WEIGHTS_FILE)
+    }
+
+    /// Memory-maps the weights and checks every tensor name and shape against the config.
+    fn open_weights(&self) -> Result<MmapedSafetensors> {
+        let file = self.weights_path();
+        if !file.is_file() {
+            return Err(ModelError::io(
+                &file,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+            ));
+        }
+        // SAFETY: the file is mapped read-only; like every mmap-based loader we rely on it not
+        // being truncated while the model is alive.
+        let st = unsafe { MmapedSafetensors::new(&file) }.map_err(|e| ModelError::Unreadable {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        let mut problems = Vec::new();
+        let tensors = st.tensors();
+        for (name, view) in &tensors {
+            if !matches!(
+                view.dtype(),
+                safetensors::Dtype::F32 | safetensors::Dtype::BF16 | safetensors::Dtype::F16
+            ) {
+                problems.push(format!(
+                    "tensor `{name}` has dtype {:?}, expected F32, BF16 or F16",
+                    view.dtype()
+                ));
+            }
+        }
+        problems.extend(schema::check(
+            &schema::schema(&self.config),
+            tensors
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.shape().to_vec())),
+        ));
+        if !problems.is_empty() {
+            return Err(ModelError::Checkpoint {
+                path: file,
+                model: self.config.model_type().into(),
+                config: self.config.describe(),
+                problems,
+            });
+        }
+        Ok(st)
+    }
+
+    /// Checks the weights file without building the model.
+    pub fn check(&self) -> Result<()> {
+        self.open_weights().map(|_| ())
+    }
+
+    pub fn load(&self, options: &LoadOptions) -> Result<LoadedModel> {
+        let st = self.open_weights()?;
+        let vb = VarBuilder::from_backend(Box::new(st), options.dtype, options.device.clone());
+        Ok(match &self.config {
+            ModelConfig::Esm3(c) => LoadedModel::Esm3(Esm3::new(c, vb)?),
+            ModelConfig::Esmc(c) => LoadedModel::Esmc(Esmc::new(c, vb)?),
+        })
+    }
+}

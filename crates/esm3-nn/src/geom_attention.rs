@@ -1,0 +1,144 @@
+//! Geometric attention over backbone frames (`GeometricReasoningOriginalImpl`, spec §2.6).
+//!
+//! Per head: one rotation-invariant direction term, one Euclidean distance term between
+//! frame-transformed points, and a value vector that is rotated into global coordinates,
+//! averaged, and rotated back into the query's frame.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{linear_b, LayerNorm, Linear, VarBuilder};
+
+use crate::context::GeometryContext;
+use crate::norm::layer_norm;
+
+/// Largest `[B, heads, L, L, 3]` distance intermediate we allow before splitting the heads
+/// into groups; bounds memory at long lengths without changing any result.
+const MAX_PAIRWISE_BYTES: usize = 96 << 20;
+
+pub struct GeometricAttention {
+    s_norm: LayerNorm,
+    proj: Linear,
+    out_proj: Linear,
+    /// softplus(distance_scale_per_head), `[V, 1, 1]` f32.
+    distance_weight: Tensor,
+    /// softplus(rotation_scale_per_head), `[V, 1, 1]` f32.
+    rotation_weight: Tensor,
+    v_heads: usize,
+    mask_and_zero_frameless: bool,
+}
+
+/// PyTorch's softplus (β = 1, threshold 20) in f32.
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+impl GeometricAttention {
+    /// `vb` points at `…geom_attn`.
+    pub fn new(
+        d_model: usize,
+        v_heads: usize,
+        bias: bool,
+        mask_and_zero_frameless: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let s_norm = layer_norm(d_model, bias, vb.pp("s_norm"))?;
+        let proj = linear_b(d_model, 15 * v_heads, bias, vb.pp("proj"))?;
+        let out_proj = linear_b(3 * v_heads, d_model, bias, vb.pp("out_proj"))?;
+        let weight = |name: &str| -> Result<Tensor> {
+            let raw = vb
+                .get(v_heads, name)?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            let w: Vec<f32> = raw.into_iter().map(softplus).collect();
+            Tensor::from_vec(w, (v_heads, 1, 1), vb.device())
+        };
+        Ok(Self {
+            distance_weight: weight("distance_scale_per_head")?,
+            rotation_weight: weight("rotation_scale_per_head")?,
+            s_norm,
+            proj,
+            out_proj,
+            v_heads,
+            mask_and_zero_frameless,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, geo: &GeometryContext) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let v = self.v_heads;
+        let dtype = x.dtype();
+        if self.mask_and_zero_frameless && !geo.any_frame {
+            // Every query is frameless and zeroed: only out_proj's bias (if any) remains.
+            let zeros = Tensor::zeros((b, l, 3 * v), dtype, x.device())?;
+            return self.out_proj.forward(&zeros);
+        }
+        // Rotations and rotated vectors stay in f32 whatever the stream dtype (as in the reference).
+        let p = self
+            .proj
+            .forward(&self.s_norm.forward(x)?)?
+            .to_dtype(DType::F32)?;
+        let rot_t = geo.rot.transpose(2, 3)?.contiguous()?;
+        // p_rot: 3V vectors rotated into global coordinates: w = u · Rᵀ.
+        let vec_rot = p.narrow(D::Minus1, 0, 9 * v)?.reshape((b, l, 3 * v, 3))?;
+        let vec_rot = vec_rot.contiguous()?.matmul(&rot_t)?;
+        // p_dist: 2V points moved into global coordinates: w = u · Rᵀ + t.
+        let vec_dist = p
+            .narrow(D::Minus1, 9 * v, 6 * v)?
+            .reshape((b, l, 2 * v, 3))?
+            .contiguous()?
+            .matmul(&rot_t)?
+            .broadcast_add(&geo.trans)?;
+        // [B, L, n, 3] → [B, heads, L, 3]
+        let per_head = |t: &Tensor, start: usize| -> Result<Tensor> {
+            t.narrow(2, start, v)?.transpose(1, 2)?.contiguous()
+        };
+        let query_rot = per_head(&vec_rot, 0)?;
+        let key_rot = per_head(&vec_rot, v)?;
+        let value = per_head(&vec_rot, 2 * v)?;
+        let query_dist = per_head(&vec_dist, 0)?;
+        let key_dist = per_head(&vec_dist, v)?;
+
+        let sqrt3 = 3f64.sqrt();
+        let group = (MAX_PAIRWISE_BYTES / (b * l * l * 3 * 4).max(1)).clamp(1, v);
+        let mut outs = Vec::with_capacity(v.div_ceil(group));
+        let mut h0 = 0;
+        while h0 < v {
+            let hn = group.min(v - h0);
+            let qr = query_rot.narrow(1, h0, hn)?;
+            let kr = key_rot.narrow(1, h0, hn)?;
+            let rotation = (qr.matmul(&kr.t()?)? / sqrt3)?
+                .broadcast_mul(&self.rotation_weight.narrow(0, h0, hn)?)?;
+            let qd = query_dist.narrow(1, h0, hn)?.unsqueeze(3)?;
+            let kd = key_dist.narrow(1, h0, hn)?.unsqueeze(2)?;
+            let distance = (qd.broadcast_sub(&kd)?.sqr()?.sum(D::Minus1)?.sqrt()? / sqrt3)?
+                .broadcast_mul(&self.distance_weight.narrow(0, h0, hn)?)?;
+            let logits = (rotation - distance)?.broadcast_add(&geo.bias)?;
+            let attn = candle_nn::ops::softmax_last_dim(&logits)?;
+            outs.push(attn.matmul(&value.narrow(1, h0, hn)?)?);
+            h0 += hn;
+        }
+        let out = Tensor::cat(&outs, 1)?; // [B, V, L, 3]
+                                          // Back into the query's local frame: o' = Rᵀ·o, i.e. row vector o times R.
+        let out = out.transpose(1, 2)?.contiguous()?.matmul(&geo.rot)?; // [B, L, V, 3]
+        let mut out = out.reshape((b, l, 3 * v))?;
+        if self.mask_and_zero_frameless {
+            out = out.broadcast_mul(&geo.frame_mask)?;
+        }
+        self.out_proj.forward(&out.to_dtype(dtype)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::softplus;
+
+    #[test]
+    fn softplus_matches_torch_including_the_threshold() {
+        assert!((softplus(0.0) - std::f32::consts::LN_2).abs() < 1e-7);
+        assert_eq!(softplus(25.0), 25.0);
+        assert!((softplus(-3.0) - 0.048_587_35).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,8 @@
+//! Protein geometry shared by every part of esm3-rs that touches coordinates.
+//!
+//! This crate knows nothing about tensors: it works on plain `f32` arrays so that the same code
+//! serves the model input path, file readers and metrics, and can be property-tested cheaply.
+
+pub mod frames;
+
+pub use frames::{backbone_frames, gram_schmidt, Frame, Vec3};
