@@ -180,7 +180,7 @@ mod tests {
             })
         );
         let err = ModelConfig::from_json(
-            r#"{"model_type":"esm3","d_model":60,"n_heads":4,"v_heads":4,"n_layers":2}"#,
+            r#"{"model_type":"esm3","d_model":36,"n_heads":2,"v_heads":4,"n_layers":2}"#,
             p,
         )
         .unwrap_err()

@@ -11,6 +11,7 @@ pub mod esm3;
 pub mod esmc;
 pub mod forward;
 pub mod import;
+pub mod init;
 pub mod model_dir;
 pub mod schema;
 
