@@ -5,7 +5,7 @@ Run with the reference venv (see setup.sh / README.md):
 
     tools/reference/.venv/bin/python tools/reference/make_fixtures.py
 
-Writes everything under fixtures/reference/ (the directory is wiped first):
+Writes under fixtures/reference/ (its own model folders are replaced first):
 
     <model>/model/config.json          constructor hyper-parameters
     <model>/model/model.safetensors    state_dict() with the reference names, float32
@@ -702,9 +702,11 @@ def sha256(p: Path) -> str:
 
 
 def main() -> None:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # Only this script's own models are replaced: other scripts write beside them.
+    for name in MODELS:
+        if (OUT / name).exists():
+            shutil.rmtree(OUT / name)
+    OUT.mkdir(parents=True, exist_ok=True)
     log(f"esm {esm.__version__}, torch {torch.__version__}, numpy {np.__version__}, safetensors {safetensors.__version__}")
     log(f"structures: {STRUCTURES}")
 

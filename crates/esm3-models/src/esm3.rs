@@ -39,7 +39,7 @@ pub struct Esm3Input {
     pub function_tokens: Option<HostArray<i64>>,
     /// `[B, L, 16]` residue-annotation ids (0..1478), 0 = empty slot.
     pub residue_annotation_tokens: Option<HostArray<i64>>,
-    /// `[B, L]` or `[B, 1]` average pLDDT in 0..1 (default 1.0).
+    /// `[B, L]` average pLDDT in 0..1, or 1 in either dimension to broadcast (default 1.0).
     pub average_plddt: Option<HostArray<f32>>,
     /// `[B, L]` per-residue pLDDT in 0..1 (default 0.0).
     pub per_res_plddt: Option<HostArray<f32>>,
@@ -405,12 +405,11 @@ impl Prepared {
 
         let average_plddt = match &input.average_plddt {
             Some(a) => {
-                if a.shape.len() != 2
-                    || a.shape[0] != batch
-                    || !(a.shape[1] == len || a.shape[1] == 1)
-                {
+                let fits = |dim: usize, full: usize| dim == full || dim == 1;
+                if a.shape.len() != 2 || !fits(a.shape[0], batch) || !fits(a.shape[1], len) {
                     return Err(ModelError::Input(format!(
-                        "`average_plddt` has shape {:?}, expected [{batch}, {len}] or [{batch}, 1]",
+                        "`average_plddt` has shape {:?}, expected [{batch}, {len}] (or 1 in either \
+                         place to broadcast)",
                         a.shape
                     )));
                 }

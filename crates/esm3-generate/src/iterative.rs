@@ -1,0 +1,322 @@
+//! Iterative unmasking over a batch of prompts (`iterative_sampling_tokens`, spec §6.2–6.5).
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use thiserror::Error;
+
+use esm3_models::{Esm3, Esm3Input, Esm3Output, HostArray, ModelError};
+use esm3_tokens::sequence as seq;
+
+use crate::config::{GenerationConfig, PaddingAttention, Strategy};
+use crate::sampling::{sample_function_position, sample_position};
+use crate::schedule::{annealed_temperature, positions_to_commit};
+use crate::tensor::{mocked_ids, ProteinTensor};
+use crate::track::Track;
+
+#[derive(Debug, Error)]
+pub enum GenerationError {
+    #[error("prompt {prompt}: {message}")]
+    Prompt { prompt: usize, message: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+fn prompt_err(prompt: usize, message: impl Into<String>) -> GenerationError {
+    GenerationError::Prompt {
+        prompt,
+        message: message.into(),
+    }
+}
+
+/// One forward over a right-padded batch, as the reference's `logits()` call: average pLDDT 1,
+/// per-residue pLDDT 1 where any atom is finite, no chain ids. With [`PaddingAttention::Masked`]
+/// padding sits in its own sequence id so real tokens never see it.
+pub fn batch_logits(
+    model: &Esm3,
+    batch: &[ProteinTensor],
+    padding: PaddingAttention,
+) -> Result<Esm3Output, GenerationError> {
+    let b = batch.len();
+    let lens: Vec<usize> = batch.iter().map(ProteinTensor::len).collect();
+    let l = lens.iter().copied().max().unwrap_or(0);
+    // Like the reference, every token track is present in the batch: a prompt without it gets
+    // the fully masked track with BOS/EOS ids.
+    let int_track = |get: &dyn Fn(&ProteinTensor) -> Option<&Vec<i64>>, track: Track| {
+        let mut data = Vec::with_capacity(b * l);
+        for (p, &n) in batch.iter().zip(&lens) {
+            match get(p) {
+                Some(v) => data.extend_from_slice(v),
+                None => data.extend(mocked_ids(track, n)),
+            }
+            data.extend(std::iter::repeat_n(track.pad_id(), l - n));
+        }
+        Some(HostArray::new(vec![b, l], data))
+    };
+    let deep = |rows: Vec<Option<Vec<i64>>>, depth: usize| -> Option<HostArray<i64>> {
+        let mut data = Vec::with_capacity(b * l * depth);
+        for (r, &n) in rows.into_iter().zip(&lens) {
+            match r {
+                Some(v) => data.extend(v),
+                None => data.extend(std::iter::repeat_n(0, n * depth)),
+            }
+            data.extend(std::iter::repeat_n(0, (l - n) * depth));
+        }
+        Some(HostArray::new(vec![b, l, depth], data))
+    };
+    let function = deep(
+        batch
+            .iter()
+            .map(|p| {
+                p.function
+                    .as_ref()
+                    .map(|f| f.iter().flatten().copied().collect())
+            })
+            .collect(),
+        8,
+    );
+    let residue = deep(
+        batch
+            .iter()
+            .map(|p| {
+                p.residue_annotations
+                    .as_ref()
+                    .map(|f| f.iter().flatten().copied().collect())
+            })
+            .collect(),
+        16,
+    );
+    let (coords, per_res) = if batch.iter().any(|p| p.coordinates.is_some()) {
+        let mut c = Vec::with_capacity(b * l * 37 * 3);
+        let mut plddt = Vec::with_capacity(b * l);
+        for (p, &n) in batch.iter().zip(&lens) {
+            let rows: Vec<[[f32; 3]; 37]> = match &p.coordinates {
+                Some(v) => v.clone(),
+                None => vec![[[f32::INFINITY; 3]; 37]; n],
+            };
+            for r in rows
+                .iter()
+                .chain(std::iter::repeat_n(&[[f32::INFINITY; 3]; 37], l - n))
+            {
+                c.extend(r.iter().flatten());
+                let any_atom = r.iter().any(|a| a.iter().all(|v| v.is_finite()));
+                plddt.push(if any_atom { 1.0 } else { 0.0 });
+            }
+        }
+        (
+            Some(HostArray::new(vec![b, l, 37, 3], c)),
+            Some(HostArray::new(vec![b, l], plddt)),
+        )
+    } else {
+        (None, None)
+    };
+    let sequence_id = match padding {
+        PaddingAttention::Reference => None,
+        PaddingAttention::Masked => Some(HostArray::new(
+            vec![b, l],
+            lens.iter()
+                .flat_map(|&n| (0..l).map(move |i| i64::from(i >= n)))
+                .collect(),
+        )),
+    };
+    let input = Esm3Input {
+        sequence_tokens: int_track(&|p| p.sequence.as_ref(), Track::Sequence),
+        structure_tokens: int_track(&|p| p.structure.as_ref(), Track::Structure),
+        ss8_tokens: int_track(
+            &|p| p.secondary_structure.as_ref(),
+            Track::SecondaryStructure,
+        ),
+        sasa_tokens: int_track(&|p| p.sasa.as_ref(), Track::Sasa),
+        function_tokens: function,
+        residue_annotation_tokens: residue,
+        average_plddt: Some(HostArray::new(vec![1, 1], vec![1.0])),
+        per_res_plddt: per_res,
+        structure_coords: coords,
+        chain_id: None,
+        sequence_id,
+    };
+    Ok(model.forward(&input)?)
+}
+
+fn track_logits(out: &Esm3Output, track: Track) -> &Tensor {
+    match track {
+        Track::Sequence => &out.sequence_logits,
+        Track::Structure => &out.structure_logits,
+        Track::SecondaryStructure => &out.secondary_structure_logits,
+        Track::Sasa => &out.sasa_logits,
+        Track::Function => &out.function_logits,
+    }
+}
+
+/// Number of positions a prompt asks to fill (spec §6.2 step 3).
+fn positions_to_fill(p: &ProteinTensor, track: Track) -> usize {
+    let n = p.len();
+    if !p.has_track(track) {
+        return match &p.sequence {
+            None => n - 2,
+            Some(s) => s
+                .iter()
+                .filter(|&&id| {
+                    ![seq::BOS, seq::PAD, seq::EOS, seq::UNK, seq::CHAINBREAK]
+                        .contains(&(id as u32))
+                })
+                .count(),
+        };
+    }
+    (1..n - 1).filter(|&i| p.is_masked(track, i)).count()
+}
+
+/// Generates `config.track` of every prompt by iterative unmasking. Each prompt gets its own
+/// config (whose `num_steps` is lowered to the number of masked positions, as the reference
+/// does). Failed prompts come back as errors without stopping the others.
+pub fn iterative_sampling(
+    model: &Esm3,
+    prompts: &[ProteinTensor],
+    configs: &mut [GenerationConfig],
+    padding: PaddingAttention,
+    rng: &mut impl Rng,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Vec<Result<ProteinTensor, GenerationError>>, GenerationError> {
+    assert_eq!(prompts.len(), configs.len(), "one config per prompt");
+    let mut errors: Vec<Option<GenerationError>> = (0..prompts.len()).map(|_| None).collect();
+    let mut work: Vec<ProteinTensor> = prompts.to_vec();
+    let mut totals = Vec::with_capacity(prompts.len());
+    for (i, (p, c)) in work.iter_mut().zip(configs.iter_mut()).enumerate() {
+        if let Err(m) = c.validate().and_then(|_| p.check_lengths().map(|_| ())) {
+            errors[i] = Some(prompt_err(i, m));
+            totals.push(0);
+            continue;
+        }
+        if c.condition_on_coordinates_only && p.coordinates.is_some() {
+            p.structure = None;
+        }
+        let total = positions_to_fill(p, c.track);
+        if total > 0 && total < c.num_steps {
+            c.num_steps = total;
+        }
+        // The generated track must exist to be written into: mock it as the reference does.
+        if !p.has_track(c.track) {
+            let n = p.len();
+            match c.track {
+                Track::Function => p.function = Some(vec![[0; 8]; n]),
+                t => p.set_ids(t, mocked_ids(t, n)),
+            }
+        }
+        totals.push(total);
+    }
+    let max_steps = configs
+        .iter()
+        .zip(&errors)
+        .filter(|(_, e)| e.is_none())
+        .map(|(c, _)| c.num_steps)
+        .max()
+        .unwrap_or(0);
+
+    for t in 0..max_steps {
+        let active: Vec<usize> = (0..work.len())
+            .filter(|&i| errors[i].is_none() && t < configs[i].num_steps)
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let out = batch_logits(model, &work, padding)?;
+        for &i in &active {
+            let config = &configs[i];
+            let track = config.track;
+            let n = work[i].len();
+            let temperature = if config.temperature_annealing {
+                annealed_temperature(t, config.num_steps, config.temperature)
+            } else {
+                config.temperature
+            };
+            let logits = track_logits(&out, track).get(i)?.narrow(0, 0, n)?;
+            // Candidates: masked positions between BOS and EOS.
+            let candidates: Vec<usize> = (1..n - 1)
+                .filter(|&p| work[i].is_masked(track, p))
+                .collect();
+            if candidates.is_empty() {
+                errors[i] = Some(prompt_err(
+                    i,
+                    format!("Cannot sample {} when input has no masks.", track.name()),
+                ));
+                continue;
+            }
+            let mut sampled: Vec<(usize, f32)> = Vec::with_capacity(candidates.len());
+            let mut function_ids = Vec::new();
+            let mut int_ids = Vec::new();
+            if track == Track::Function {
+                let l = logits.to_vec3::<f32>()?;
+                for &p in &candidates {
+                    let (ids, h) = sample_function_position(&l[p], temperature, config.top_p);
+                    function_ids.push(ids);
+                    sampled.push((p, h));
+                }
+            } else {
+                let l = logits.to_vec2::<f32>()?;
+                let width = l[0].len();
+                let ids = track.samplable_ids();
+                let valid: Vec<bool> = (0..width as i64)
+                    .map(|id| ids.contains(&id) && !config.invalid_ids.contains(&id))
+                    .collect();
+                for &p in &candidates {
+                    let s = sample_position(&l[p], &valid, temperature, config.top_p, rng);
+                    int_ids.push(s.id);
+                    sampled.push((p, s.entropy));
+                }
+            }
+            let k = positions_to_commit(
+                config.schedule,
+                t,
+                config.num_steps,
+                totals[i],
+                candidates.len(),
+            );
+            let chosen: Vec<usize> = match config.strategy {
+                Strategy::Entropy => {
+                    let mut order: Vec<usize> = (0..sampled.len()).collect();
+                    // Lowest entropy first; equal entropies keep position order.
+                    order.sort_by(|&a, &b| sampled[a].1.total_cmp(&sampled[b].1).then(a.cmp(&b)));
+                    order.truncate(k);
+                    order
+                }
+                Strategy::Random => {
+                    let mut order: Vec<usize> = (0..sampled.len()).collect();
+                    order.shuffle(rng);
+                    order.truncate(k);
+                    order
+                }
+            };
+            for j in chosen {
+                let p = sampled[j].0;
+                match track {
+                    Track::Function => {
+                        work[i].function.as_mut().expect("mocked")[p] = function_ids[j]
+                    }
+                    _ => work[i].ids_mut(track).expect("mocked")[p] = int_ids[j],
+                }
+            }
+        }
+        on_step(t + 1, max_steps);
+    }
+
+    Ok(work
+        .into_iter()
+        .zip(prompts)
+        .zip(errors)
+        .zip(configs.iter())
+        .map(|(((out, original), err), config)| {
+            if let Some(e) = err {
+                return Err(e);
+            }
+            // Keep only the generated track; every other track comes back as given.
+            let mut result = original.clone();
+            match config.track {
+                Track::Function => result.function = out.function,
+                t => result.set_ids(t, out.ids(t).expect("generated").clone()),
+            }
+            Ok(result)
+        })
+        .collect())
+}

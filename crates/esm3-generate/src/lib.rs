@@ -1,0 +1,18 @@
+//! Generation with ESM3 by iterative unmasking, in any order, on any track (spec §6).
+//!
+//! The algorithm follows the reference's `iterative_sampling_tokens` step for step so that the
+//! deterministic path (entropy strategy, temperature 0) is token-for-token identical; where the
+//! reference is wrong (real tokens attending to batch padding) we do it right by default and keep
+//! a switch for parity.
+
+pub mod config;
+pub mod iterative;
+pub mod sampling;
+pub mod schedule;
+pub mod tensor;
+pub mod track;
+
+pub use config::{GenerationConfig, PaddingAttention, Schedule, Strategy};
+pub use iterative::{batch_logits, iterative_sampling, GenerationError};
+pub use tensor::ProteinTensor;
+pub use track::Track;
