@@ -184,3 +184,56 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def scoring_fixtures() -> None:
+    """Pseudo-log-likelihood and masked marginals computed directly with the reference forward
+    (the package has no scoring helper): one masked copy per residue, log_softmax at the mask."""
+    from esm.models.esmc import ESMC
+
+    out = REPO / "fixtures" / "reference" / "scoring"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    seq = chain("pdb2pqr/1BX8.pdb.gz", "A").sequence[:40]
+    variants = ["%s3V" % seq[2], "%s10W:%s20A" % (seq[9], seq[19]), "%s40G" % seq[39]]
+    esm3 = load_model()
+    cfg = json.loads((REPO / "fixtures/reference/esmc_d64/model/config.json").read_text())
+    esmc = ESMC(d_model=cfg["d_model"], n_heads=cfg["n_heads"], n_layers=cfg["n_layers"],
+                tokenizer=EsmSequenceTokenizer(), use_flash_attn=False)
+    esmc.load_state_dict(safetensors.torch.load_file(str(REPO / "fixtures/reference/esmc_d64/model/model.safetensors")))
+    esmc = esmc.float().eval()
+    ids = seq_ids(seq)
+
+    def log_probs(model, rows: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if isinstance(model, ESM3):
+                logits = model(sequence_tokens=rows).sequence_logits
+            else:
+                logits = model(sequence_tokens=rows).sequence_logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    result = {"sequence": seq, "variants": variants}
+    for name, model in [("esm3_d64", esm3), ("esmc_d64", esmc)]:
+        rows = ids.repeat(len(seq), 1)
+        for i in range(len(seq)):
+            rows[i, i + 1] = 32
+        lp = log_probs(model, rows)
+        per_res = [float(lp[i, i + 1, ids[i + 1]]) for i in range(len(seq))]
+        scores = []
+        for v in variants:
+            muts = [(m[0], int(m[1:-1]), m[-1]) for m in v.split(":")]
+            row = ids.clone()
+            for _, p, _ in muts:
+                row[p] = 32
+            l = log_probs(model, row[None])[0]
+            tok = EsmSequenceTokenizer()
+            s = sum(float(l[p, tok.convert_tokens_to_ids(mt)] - l[p, tok.convert_tokens_to_ids(wt)]) for wt, p, mt in muts)
+            scores.append(s)
+        result[name] = {"per_residue": per_res, "pll": sum(per_res), "masked_marginals": scores}
+    (out / "expected.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("scoring", {k: result[k]["pll"] for k in ("esm3_d64", "esmc_d64")})
+
+
+if __name__ == "__main__":
+    scoring_fixtures()

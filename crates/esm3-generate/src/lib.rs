@@ -6,13 +6,17 @@
 //! a switch for parity.
 
 pub mod config;
+pub mod embed;
 pub mod iterative;
 pub mod sampling;
 pub mod schedule;
+pub mod score;
+pub mod sequence_model;
 pub mod tensor;
 pub mod track;
 
 pub use config::{GenerationConfig, PaddingAttention, Schedule, Strategy};
 pub use iterative::{batch_logits, iterative_sampling, GenerationError};
+pub use sequence_model::SequenceModel;
 pub use tensor::ProteinTensor;
 pub use track::Track;
