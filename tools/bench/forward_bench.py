@@ -41,6 +41,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ OUTPUT_NAMES = [
 ]
 SEQ_BOS, SEQ_EOS = 0, 2
 STRUCT_BOS, STRUCT_EOS = 4098, 4097
+DISTURBED = 0.10  # foreign CPU share above which a timing is flagged in the table
 
 
 def log(*a) -> None:
@@ -248,14 +250,61 @@ def child_torch(args) -> None:
 # Orchestrator helpers
 
 
-def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = None) -> dict:
-    """Runs one child; returns rc, wall seconds and the child's own peak RSS (os.wait4)."""
+def cpu_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all CPUs, /proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(max_wait: float, threshold: float) -> dict:
+    """Waits (up to max_wait s) until other processes use < threshold of the machine over 5 s."""
+    ncpu = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    frac, said = 1.0, False
+    while True:
+        b0 = cpu_busy_s()
+        time.sleep(5)
+        frac = (cpu_busy_s() - b0) / (5 * ncpu)
+        waited = time.perf_counter() - t0
+        if frac < threshold or waited >= max_wait:
+            break
+        if not said:
+            log(f"  (machine busy: {frac:.0%} of {ncpu} CPUs used by other processes; waiting up to {max_wait:.0f} s)")
+            said = True
+    return {"quiet_wait_s": round(waited, 1), "busy_frac_before": round(frac, 3)}
+
+
+def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = None,
+              quiet: tuple[float, float] | None = None) -> dict:
+    """Runs one child; returns rc, wall seconds, the child's own peak RSS (os.wait4) and how much
+    CPU time other processes used meanwhile (foreign_cpu_s: machine busy time minus the child's)."""
+    q = wait_for_quiet(*quiet) if quiet else {}
     out = open(log_path, "w") if log_path else None
     load_before = Path("/proc/loadavg").read_text().split()[0]
+    busy0 = cpu_busy_s()
     t = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+    peaks = {"RssAnon": 0, "RssFile": 0}
+    done = threading.Event()
+
+    def sample() -> None:  # anonymous vs file-backed (mmap) resident memory, every 50 ms
+        while not done.wait(0.05):
+            try:
+                for line in open(f"/proc/{p.pid}/status"):
+                    k = line.split(":")[0]
+                    if k in peaks:
+                        peaks[k] = max(peaks[k], int(line.split()[1]))
+            except (OSError, ValueError, IndexError):
+                pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    foreign = cpu_busy_s() - busy0 - (ru.ru_utime + ru.ru_stime)
     p.returncode = os.waitstatus_to_exitcode(status)
     if out:
         out.close()
@@ -263,9 +312,16 @@ def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = N
         "rc": p.returncode,
         "wall_s": wall,
         "peak_rss_gib": ru.ru_maxrss * 1024 / 2**30,  # Linux ru_maxrss is KiB
+        "peak_rss_anon_gib": peaks["RssAnon"] / 2**20,  # sampled, KiB
+        "peak_rss_file_gib": peaks["RssFile"] / 2**20,
         "user_s": ru.ru_utime,
         "sys_s": ru.ru_stime,
         "loadavg_1m_before": float(load_before),
+        # CPU seconds used by everything else on the machine while the child ran (the sampler
+        # thread of this script included, ~0.1 s/min); compare with wall_s * CPUs.
+        "foreign_cpu_s": max(0.0, foreign),
+        "foreign_frac": max(0.0, foreign) / (wall * (os.cpu_count() or 1)),
+        **q,
     }
 
 
@@ -418,6 +474,7 @@ def machine_info(bin_path: Path, bin_sha: str) -> dict:
         "git_tracked_changes": dirty.splitlines(),
         "esm3_binary": str(bin_path),
         "esm3_binary_sha256": bin_sha,
+        "esm3_binary_mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(bin_path.stat().st_mtime)),
     }
 
 
@@ -466,6 +523,7 @@ def orchestrate(args) -> None:
 
     env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
+    quiet = (args.quiet_wait, args.quiet_threshold) if args.quiet_wait > 0 else None
     results = []
     for L in args.lengths:
         d = RUN_DIR / f"L{L}"
@@ -480,7 +538,7 @@ def orchestrate(args) -> None:
             [py, __file__, "--child", "torch", "--model-dir", str(MODEL_DIR), "--input", str(inp),
              "--output", str(d / "ref_out.safetensors"), "--result", str(d / "ref.json"),
              "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load],
-            env=env, log_path=d / "ref.log",
+            env=env, log_path=d / "ref.log", quiet=quiet,
         )
         if r["rc"] == 0:
             rj = json.loads((d / "ref.json").read_text())
@@ -492,13 +550,13 @@ def orchestrate(args) -> None:
         log(f"  reference: rc {r['rc']}, " + (
             f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
             if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
-            + f"peak RSS {r['peak_rss_gib']:.2f} GiB, wall {r['wall_s']:.1f} s, load avg before {r['loadavg_1m_before']}")
+            + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
 
         # ... then esm3-rs
         cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
                "--output", str(d / "ours_out.safetensors"), "--repeat", str(args.repeats + 1),
                "--timings", str(d / "ours.json")]
-        o = run_child(cmd, env=env, log_path=d / "ours.log")
+        o = run_child(cmd, env=env, log_path=d / "ours.log", quiet=quiet)
         o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
         if o["rc"] == 0:
             oj = json.loads((d / "ours.json").read_text())
@@ -509,7 +567,7 @@ def orchestrate(args) -> None:
         log(f"  esm3-rs:   rc {o['rc']}, " + (
             f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
             if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
-            + f"peak RSS {o['peak_rss_gib']:.2f} GiB, wall {o['wall_s']:.1f} s, load avg before {o['loadavg_1m_before']}")
+            + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
 
         if r["rc"] == 0 and o["rc"] == 0:
             names = OUTPUT_NAMES if L == min(args.lengths) else ["sequence_logits"]
@@ -552,8 +610,9 @@ def render(args, info, gen, results, total) -> str:
         rm = median(r.get("forward_s", [])) if r["rc"] == 0 else None
         om = median(o.get("forward_s", [])) if o["rc"] == 0 else None
         ratio = rm / om if rm and om else None
+        star = lambda c: " *" if c.get("foreign_frac", 0) > DISTURBED else ""
         lines.append(
-            f"| {row['L']} | {fmt(rm)} | {fmt(om) if o['rc'] == 0 else 'failed (rc %d)' % o['rc']} | {fmt(ratio)} | "
+            f"| {row['L']} | {fmt(rm)}{star(r)} | {(fmt(om) if o['rc'] == 0 else 'failed (rc %d)' % o['rc'])}{star(o)} | {fmt(ratio)} | "
             f"{fmt(r['peak_rss_gib'])} | {fmt(o['peak_rss_gib'])} | {fmt(r.get('load_s'), '.1f')} / {fmt(o.get('load_s'), '.1f')} |"
         )
     lines += [
@@ -561,7 +620,9 @@ def render(args, info, gen, results, total) -> str:
         f"L counts BOS and EOS (L - 2 residues). Median of {args.repeats} timed forwards after one warm-up "
         "forward, each implementation in its own process (model loaded once per process); per L the "
         "reference runs first, then esm3-rs, so background load hits both alike. ratio > 1: esm3-rs faster. "
-        "Peak RSS = ru_maxrss of that process (weights, activations, runtime).",
+        "Peak RSS = ru_maxrss of that process (weights, activations, runtime)."
+        + (f" * = other processes used more than {DISTURBED:.0%} of the CPUs while that child ran: disturbed."
+           if any(row[k].get("foreign_frac", 0) > DISTURBED for row in results for k in ("ref", "ours")) else ""),
         "",
         "Every forward (s): " + "; ".join(
             f"L={row['L']}: ref warm-up {fmt(row['ref'].get('warmup_s'))} + {[round(x, 2) for x in row['ref'].get('forward_s', [])]}, "
@@ -569,6 +630,14 @@ def render(args, info, gen, results, total) -> str:
             for row in results),
         "",
     ]
+    lines.append(
+        "Peak resident memory split, sampled every 50 ms (GiB, anonymous + file-backed i.e. mmap'd weights): "
+        + "; ".join(
+            f"L={row['L']}: ref {row['ref']['peak_rss_anon_gib']:.2f} + {row['ref']['peak_rss_file_gib']:.2f}, "
+            f"ours {row['ours']['peak_rss_anon_gib']:.2f} + {row['ours']['peak_rss_file_gib']:.2f}"
+            for row in results) + "."
+    )
+    lines.append("")
     for row in results:
         ag = row.get("agreement")
         if ag:
@@ -581,9 +650,9 @@ def render(args, info, gen, results, total) -> str:
         f"{info['mem_total_gib']:.1f} GiB RAM; torch {torch_v} (torch.set_num_threads({args.threads})), "
         f"esm3-rs RAYON_NUM_THREADS={args.threads}; torch load mode `{args.torch_load}`; esm3-rs at git "
         f"{info['git_head'][:12]}" + (" + uncommitted changes" if info["git_tracked_changes"] else "")
-        + f" (binary sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
-        f"1-min load average before each child: "
-        + ", ".join(f"L={row['L']} {row['ref']['loadavg_1m_before']}/{row['ours']['loadavg_1m_before']}" for row in results)
+        + f" when run (binary built {info['esm3_binary_mtime']}, sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
+        "share of the CPUs used by other processes while each child ran (ref/ours): "
+        + ", ".join(f"L={row['L']} {row['ref']['foreign_frac']:.0%}/{row['ours']['foreign_frac']:.0%}" for row in results)
         + ".",
         "",
     ]
@@ -601,6 +670,10 @@ def main() -> None:
     ap.add_argument("--torch-load", choices=["meta", "esm"], default="meta",
                     help="meta: build on the meta device, assign the loaded weights (one copy, default); "
                     "esm: like esm.pretrained (random init, then copy the state dict: two copies at peak)")
+    ap.add_argument("--quiet-wait", type=float, default=900,
+                    help="before each child wait up to this many seconds for the machine to be idle (0: don't)")
+    ap.add_argument("--quiet-threshold", type=float, default=0.10,
+                    help="idle = other processes use less than this share of all CPUs over 5 s (default 0.10)")
     ap.add_argument("--keep-outputs", action="store_true", help="keep every output file under bench-out/forward_bench/")
     # internal
     ap.add_argument("--child", choices=["generate", "torch"], help=argparse.SUPPRESS)

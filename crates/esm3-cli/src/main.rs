@@ -26,6 +26,26 @@ enum Command {
     Import(commands::import::Args),
     /// Tokenize protein sequences with the ESM vocabulary and print the ids as JSON.
     Tokenize(commands::tokenize::Args),
+    /// Structure files <-> VQ-VAE structure tokens (encode, decode, roundtrip).
+    #[command(subcommand)]
+    Structure(commands::structure::Command),
+    /// Design proteins: from a prompt file (motifs, SS8, SASA, partial sequence) or a length.
+    Generate(commands::generate::Args),
+    /// Predict structures of FASTA sequences (PDB/mmCIF with pLDDT as B-factor).
+    Fold(commands::fold::Args),
+    /// Design sequences for PDB/mmCIF backbones.
+    InverseFold(commands::inverse_fold::Args),
+    /// Per-residue and mean embeddings of FASTA sequences (safetensors or .npy).
+    Embed(commands::embed::Args),
+    /// Pseudo-log-likelihood of sequences, or masked-marginal scores of mutations.
+    Score(commands::score::Args),
+    /// Per-residue secondary structure (DSSP, 8 states) and SASA of a structure file.
+    Annotate(commands::annotate::Args),
+    /// Compare two structures: TM-score (TM-align search), RMSD, LDDT, GDT-TS.
+    Compare(commands::compare::Args),
+    /// Function annotations (InterPro ids, keywords) <-> function tokens.
+    #[command(subcommand)]
+    Function(commands::function::Command),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +66,15 @@ fn main() -> std::process::ExitCode {
         Command::Forward(a) => commands::forward::run(a),
         Command::Import(a) => commands::import::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Embed(a) => commands::embed::run(a),
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Structure(c) => commands::structure::run(c),
+        Command::Fold(a) => commands::fold::run(a),
+        Command::InverseFold(a) => commands::inverse_fold::run(a),
+        Command::Score(a) => commands::score::run(a),
+        Command::Function(c) => commands::function::run(c),
+        Command::Annotate(a) => commands::annotate::run(a),
+        Command::Compare(a) => commands::compare::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,6 +18,9 @@ use crate::track::Track;
 pub enum GenerationError {
     #[error("prompt {prompt}: {message}")]
     Prompt { prompt: usize, message: String },
+    /// Bad input that is not about one prompt of a batch.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

@@ -8,6 +8,9 @@
 pub mod config;
 pub mod embed;
 pub mod iterative;
+pub mod pipeline;
+pub mod prompt;
+pub mod protein;
 pub mod sampling;
 pub mod schedule;
 pub mod score;
@@ -20,3 +23,5 @@ pub use iterative::{batch_logits, iterative_sampling, GenerationError};
 pub use sequence_model::SequenceModel;
 pub use tensor::ProteinTensor;
 pub use track::Track;
+pub use pipeline::Esm3Pipeline;
+pub use protein::EsmProtein;

@@ -166,7 +166,7 @@ pub fn masked_marginals(
     variants: &[Variant],
     batch_size: usize,
 ) -> Result<Vec<f64>, GenerationError> {
-    let err = |message: String| GenerationError::Prompt { prompt: 0, message };
+    let err = GenerationError::Invalid;
     let ids: Vec<i64> = SequenceTokenizer::strict()
         .encode(sequence)
         .map_err(|e| err(e.to_string()))?

@@ -66,10 +66,9 @@ impl SequenceModel for LoadedModel {
             LoadedModel::Esm3(m) => m.sequence_forward(rows),
             LoadedModel::Esmc(m) => m.sequence_forward(rows),
             #[allow(unreachable_patterns)]
-            _ => Err(GenerationError::Prompt {
-                prompt: 0,
-                message: "this model type has no sequence track (use an esm3 or esmc model)".into(),
-            }),
+            _ => Err(GenerationError::Invalid(
+                "this model type has no sequence track (use an esm3 or esmc model)".into(),
+            )),
         }
     }
 }

@@ -22,11 +22,88 @@ pub struct EsmcConfig {
     pub n_layers: usize,
 }
 
+/// Hyper-parameters of the VQ-VAE structure encoder (the reference's
+/// `StructureTokenEncoder(d_model, n_heads, v_heads, n_layers, d_out, n_codes)`; `n_heads` is
+/// accepted for signature parity but unused: the encoder has geometric attention only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructureEncoderConfig {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub v_heads: usize,
+    pub n_layers: usize,
+    pub d_out: usize,
+    pub n_codes: usize,
+}
+
+/// Hyper-parameters of the VQ-VAE structure decoder (`StructureTokenDecoder(d_model, n_heads,
+/// n_layers)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructureDecoderConfig {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+}
+
+impl StructureEncoderConfig {
+    /// `esm3_structure_encoder_v0.pth`.
+    pub fn v0() -> Self {
+        Self {
+            d_model: 1024,
+            n_heads: 1,
+            v_heads: 128,
+            n_layers: 2,
+            d_out: 128,
+            n_codes: 4096,
+        }
+    }
+}
+
+impl StructureDecoderConfig {
+    /// `esm3_structure_decoder_v0.pth`.
+    pub fn v0() -> Self {
+        Self {
+            d_model: 1280,
+            n_heads: 20,
+            n_layers: 30,
+        }
+    }
+}
+
+/// Hyper-parameters of the function-token decoder (`FunctionTokenDecoderConfig`); the vocabulary
+/// sizes follow the keyword vocabulary and InterPro entry list it decodes into.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionDecoderConfig {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub keyword_vocabulary_size: usize,
+    pub num_interpro_classes: usize,
+}
+
+impl FunctionDecoderConfig {
+    /// `esm3_function_decoder_v0.pth`.
+    pub fn v0() -> Self {
+        Self {
+            d_model: 1024,
+            n_heads: 8,
+            n_layers: 3,
+            keyword_vocabulary_size: 58641,
+            num_interpro_classes: 29026,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "model_type", rename_all = "lowercase")]
 pub enum ModelConfig {
     Esm3(Esm3Config),
     Esmc(EsmcConfig),
+    #[serde(rename = "esm3_structure_encoder")]
+    StructureEncoder(StructureEncoderConfig),
+    #[serde(rename = "esm3_structure_decoder")]
+    StructureDecoder(StructureDecoderConfig),
+    #[serde(rename = "esm3_function_decoder")]
+    FunctionDecoder(FunctionDecoderConfig),
 }
 
 impl Esm3Config {
@@ -81,6 +158,9 @@ impl ModelConfig {
         match self {
             ModelConfig::Esm3(_) => "esm3",
             ModelConfig::Esmc(_) => "esmc",
+            ModelConfig::StructureEncoder(_) => "esm3_structure_encoder",
+            ModelConfig::StructureDecoder(_) => "esm3_structure_decoder",
+            ModelConfig::FunctionDecoder(_) => "esm3_function_decoder",
         }
     }
 
@@ -101,6 +181,24 @@ impl ModelConfig {
                 Ok(())
             }
             ModelConfig::Esmc(c) => check_heads(c.d_model, c.n_heads, c.n_layers),
+            ModelConfig::StructureEncoder(c) => {
+                if [c.d_model, c.v_heads, c.n_layers, c.d_out, c.n_codes].contains(&0) {
+                    return Err(
+                        "d_model, v_heads, n_layers, d_out and n_codes must be positive".into(),
+                    );
+                }
+                Ok(())
+            }
+            ModelConfig::StructureDecoder(c) => check_heads(c.d_model, c.n_heads, c.n_layers),
+            ModelConfig::FunctionDecoder(c) => {
+                check_heads(c.d_model, c.n_heads, c.n_layers)?;
+                if c.keyword_vocabulary_size == 0 || c.num_interpro_classes == 0 {
+                    return Err(
+                        "keyword_vocabulary_size and num_interpro_classes must be positive".into(),
+                    );
+                }
+                Ok(())
+            }
         }
     }
 
@@ -114,6 +212,18 @@ impl ModelConfig {
             ModelConfig::Esmc(c) => format!(
                 "d_model={} n_heads={} n_layers={}",
                 c.d_model, c.n_heads, c.n_layers
+            ),
+            ModelConfig::StructureEncoder(c) => format!(
+                "d_model={} n_heads={} v_heads={} n_layers={} d_out={} n_codes={}",
+                c.d_model, c.n_heads, c.v_heads, c.n_layers, c.d_out, c.n_codes
+            ),
+            ModelConfig::StructureDecoder(c) => format!(
+                "d_model={} n_heads={} n_layers={}",
+                c.d_model, c.n_heads, c.n_layers
+            ),
+            ModelConfig::FunctionDecoder(c) => format!(
+                "d_model={} n_heads={} n_layers={} keyword_vocabulary_size={} num_interpro_classes={}",
+                c.d_model, c.n_heads, c.n_layers, c.keyword_vocabulary_size, c.num_interpro_classes
             ),
         }
     }
@@ -148,6 +258,15 @@ impl ModelConfig {
             "esm3_sm_open_v1.pth" => Some(ModelConfig::Esm3(Esm3Config::sm_open_v1())),
             "esmc_300m_2024_12_v0.pth" => Some(ModelConfig::Esmc(EsmcConfig::esmc_300m())),
             "esmc_600m_2024_12_v0.pth" => Some(ModelConfig::Esmc(EsmcConfig::esmc_600m())),
+            "esm3_structure_encoder_v0.pth" => {
+                Some(ModelConfig::StructureEncoder(StructureEncoderConfig::v0()))
+            }
+            "esm3_structure_decoder_v0.pth" => {
+                Some(ModelConfig::StructureDecoder(StructureDecoderConfig::v0()))
+            }
+            "esm3_function_decoder_v0.pth" => {
+                Some(ModelConfig::FunctionDecoder(FunctionDecoderConfig::v0()))
+            }
             _ => None,
         }
     }
@@ -190,6 +309,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("config.json") && err.contains("bert"), "{err}");
+    }
+
+    #[test]
+    fn vqvae_model_types_parse_by_their_reference_names() {
+        let p = Path::new("config.json");
+        let c = ModelConfig::from_json(
+            r#"{"model_type":"esm3_structure_encoder","d_model":64,"n_heads":4,"v_heads":4,"n_layers":2,"d_out":16,"n_codes":64}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.model_type(), "esm3_structure_encoder");
+        let c = ModelConfig::from_json(
+            r#"{"model_type":"esm3_structure_decoder","d_model":64,"n_heads":4,"n_layers":2}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.model_type(), "esm3_structure_decoder");
+        let err = ModelConfig::from_json(
+            r#"{"model_type":"esm3_structure_encoder","d_model":64,"n_heads":4,"v_heads":4,"n_layers":2,"d_out":16,"n_codes":0}"#,
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("n_codes"), "{err}");
+        for name in [
+            "esm3_structure_encoder_v0.pth",
+            "esm3_structure_decoder_v0.pth",
+        ] {
+            let c = ModelConfig::for_official_file(name).unwrap();
+            assert_eq!(ModelConfig::from_json(&c.to_json(), p).unwrap(), c);
+        }
     }
 
     #[test]

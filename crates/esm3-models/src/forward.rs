@@ -13,6 +13,8 @@ use crate::error::{ModelError, Result};
 use crate::esm3::Esm3Input;
 use crate::esmc::EsmcInput;
 use crate::model_dir::LoadedModel;
+use crate::structure_decoder::StructureDecoderInput;
+use crate::structure_encoder::StructureEncoderInput;
 
 pub const ESM3_INPUTS: [&str; 11] = [
     "sequence_tokens",
@@ -29,6 +31,12 @@ pub const ESM3_INPUTS: [&str; 11] = [
 ];
 
 pub const ESMC_INPUTS: [&str; 2] = ["sequence_tokens", "sequence_id"];
+
+pub const STRUCTURE_ENCODER_INPUTS: [&str; 4] =
+    ["coords", "attention_mask", "sequence_id", "residue_index"];
+
+pub const STRUCTURE_DECODER_INPUTS: [&str; 3] =
+    ["structure_tokens", "attention_mask", "sequence_id"];
 
 fn reject_unknown(named: &HashMap<String, Tensor>, accepted: &[&str], model: &str) -> Result<()> {
     let mut unknown: Vec<&str> = named
@@ -85,7 +93,43 @@ pub fn esmc_input(named: &HashMap<String, Tensor>) -> Result<EsmcInput> {
     })
 }
 
-/// Runs any loaded model on named inputs and returns its named outputs (f32).
+/// Encoder inputs: `coords` `[B, L, 3|37, 3]` (required), `attention_mask`, `sequence_id`,
+/// `residue_index` `[B, L]` (integers; masks may be any integer dtype, non-zero = real).
+pub fn structure_encoder_input(named: &HashMap<String, Tensor>) -> Result<StructureEncoderInput> {
+    reject_unknown(named, &STRUCTURE_ENCODER_INPUTS, "esm3_structure_encoder")?;
+    Ok(StructureEncoderInput {
+        coords: reals(named, "coords")?.ok_or_else(|| {
+            ModelError::Input("the structure encoder needs `coords` [B, L, 3|37, 3]".into())
+        })?,
+        attention_mask: ids(named, "attention_mask")?,
+        sequence_id: ids(named, "sequence_id")?,
+        residue_index: ids(named, "residue_index")?,
+    })
+}
+
+/// Decoder inputs: `structure_tokens` `[B, L]` with BOS/EOS (required), `attention_mask`,
+/// `sequence_id`.
+pub fn structure_decoder_input(named: &HashMap<String, Tensor>) -> Result<StructureDecoderInput> {
+    reject_unknown(named, &STRUCTURE_DECODER_INPUTS, "esm3_structure_decoder")?;
+    Ok(StructureDecoderInput {
+        structure_tokens: ids(named, "structure_tokens")?.ok_or_else(|| {
+            ModelError::Input("the structure decoder needs `structure_tokens` [B, L]".into())
+        })?,
+        attention_mask: ids(named, "attention_mask")?,
+        sequence_id: ids(named, "sequence_id")?,
+    })
+}
+
+pub const FUNCTION_DECODER_INPUTS: [&str; 1] = ["token_ids"];
+
+/// Function decoder input: `token_ids` `[N, 8]` function ids (one row per position).
+pub fn function_decoder_input(named: &HashMap<String, Tensor>) -> Result<HostArray<i64>> {
+    reject_unknown(named, &FUNCTION_DECODER_INPUTS, "esm3_function_decoder")?;
+    ids(named, "token_ids")?
+        .ok_or_else(|| ModelError::Input("the function decoder needs `token_ids` [N, 8]".into()))
+}
+
+/// Runs any loaded model on named inputs and returns its named outputs (f32; token ids i64).
 pub fn forward_named(
     model: &LoadedModel,
     named: &HashMap<String, Tensor>,
@@ -98,6 +142,15 @@ pub fn forward_named(
     Ok(match model {
         LoadedModel::Esm3(m) => owned(m.forward(&esm3_input(named)?)?.named()),
         LoadedModel::Esmc(m) => owned(m.forward(&esmc_input(named)?)?.named()),
+        LoadedModel::StructureEncoder(m) => {
+            owned(m.forward(&structure_encoder_input(named)?)?.named())
+        }
+        LoadedModel::StructureDecoder(m) => {
+            owned(m.forward(&structure_decoder_input(named)?)?.named())
+        }
+        LoadedModel::FunctionDecoder(m) => {
+            owned(m.forward(&function_decoder_input(named)?)?.named())
+        }
     })
 }
 

@@ -35,7 +35,8 @@ pub fn resolve_config(pth: &Path, config: Option<ModelConfig>) -> Result<ModelCo
         path: pth.to_path_buf(),
         message: format!(
             "hyper-parameters unknown for `{name}`: official names are esm3_sm_open_v1.pth, \
-             esmc_300m_2024_12_v0.pth, esmc_600m_2024_12_v0.pth; for any other checkpoint pass \
+             esmc_300m_2024_12_v0.pth, esmc_600m_2024_12_v0.pth, esm3_structure_encoder_v0.pth, \
+             esm3_structure_decoder_v0.pth, esm3_function_decoder_v0.pth; for any other checkpoint pass \
              --config with a config.json"
         ),
     })

@@ -10,13 +10,19 @@ pub mod error;
 pub mod esm3;
 pub mod esmc;
 pub mod forward;
+pub mod function_decoder;
 pub mod import;
 pub mod init;
 pub mod model_dir;
 pub mod schema;
+pub mod structure_decoder;
+pub mod structure_encoder;
 
 pub use array::HostArray;
-pub use config::{Esm3Config, EsmcConfig, ModelConfig};
+pub use config::{
+    Esm3Config, EsmcConfig, FunctionDecoderConfig, ModelConfig, StructureDecoderConfig,
+    StructureEncoderConfig,
+};
 pub use error::ModelError;
 pub use esm3::{Esm3, Esm3Input, Esm3Output};
 pub use esmc::{Esmc, EsmcInput, EsmcOutput};

@@ -10,7 +10,10 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::esm3::Esm3;
 use crate::esmc::Esmc;
+use crate::function_decoder::FunctionTokenDecoder;
 use crate::schema;
+use crate::structure_decoder::StructureTokenDecoder;
+use crate::structure_encoder::StructureTokenEncoder;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -35,6 +38,9 @@ impl Default for LoadOptions {
 pub enum LoadedModel {
     Esm3(Esm3),
     Esmc(Esmc),
+    StructureEncoder(StructureTokenEncoder),
+    StructureDecoder(StructureTokenDecoder),
+    FunctionDecoder(FunctionTokenDecoder),
 }
 
 /// An opened (not yet loaded) model directory.
@@ -120,6 +126,15 @@ impl ModelDir {
         Ok(match &self.config {
             ModelConfig::Esm3(c) => LoadedModel::Esm3(Esm3::new(c, vb)?),
             ModelConfig::Esmc(c) => LoadedModel::Esmc(Esmc::new(c, vb)?),
+            ModelConfig::StructureEncoder(c) => {
+                LoadedModel::StructureEncoder(StructureTokenEncoder::new(c, vb)?)
+            }
+            ModelConfig::StructureDecoder(c) => {
+                LoadedModel::StructureDecoder(StructureTokenDecoder::new(c, vb)?)
+            }
+            ModelConfig::FunctionDecoder(c) => {
+                LoadedModel::FunctionDecoder(FunctionTokenDecoder::new(c, vb)?)
+            }
         })
     }
 }

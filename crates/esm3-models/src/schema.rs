@@ -20,6 +20,16 @@ pub mod vocab {
     pub const FUNCTION_DEPTH: usize = 8;
     pub const RESIDUE: usize = 1478;
     pub const RESIDUE_SLOTS: usize = 16;
+    /// VQ-VAE (spec §3): relative positions clamp to ±32 (+ padding row + offset row).
+    pub const RELATIVE_POSITION_BINS: usize = 32;
+    /// Decoder backbone head output: translation, two axis vectors, 7 unused torsion pairs.
+    pub const AFFINE_PROJECTION: usize = 9 + 7 * 2;
+    /// Decoder pairwise head: down-projection / hidden width, and distogram (64) +
+    /// direction (16·6) + PAE (64) bins.
+    pub const PAIRWISE_WIDTH: usize = 128;
+    pub const PAIRWISE_BINS: usize = 64 + 16 * 6 + 64;
+    pub const PAE_BINS: usize = 64;
+    pub const PLDDT_BINS: usize = 50;
 }
 
 pub type Schema = BTreeMap<String, Vec<usize>>;
@@ -106,6 +116,113 @@ pub fn schema(config: &ModelConfig) -> Schema {
                 head(&mut s, &format!("output_heads.{name}"), d, out);
             }
         }
+        ModelConfig::StructureEncoder(c) => {
+            let d = c.d_model;
+            let v = c.v_heads;
+            let h = swiglu_hidden(d, 4.0);
+            for n in 0..c.n_layers {
+                let b = format!("transformer.blocks.{n}");
+                let g = format!("{b}.geom_attn");
+                add(&mut s, format!("{g}.distance_scale_per_head"), &[v]);
+                add(&mut s, format!("{g}.rotation_scale_per_head"), &[v]);
+                add(&mut s, format!("{g}.s_norm.weight"), &[d]);
+                add(&mut s, format!("{g}.s_norm.bias"), &[d]);
+                add(&mut s, format!("{g}.proj.weight"), &[15 * v, d]);
+                add(&mut s, format!("{g}.proj.bias"), &[15 * v]);
+                add(&mut s, format!("{g}.out_proj.weight"), &[d, 3 * v]);
+                add(&mut s, format!("{g}.out_proj.bias"), &[d]);
+                add(&mut s, format!("{b}.ffn.0.weight"), &[d]);
+                add(&mut s, format!("{b}.ffn.0.bias"), &[d]);
+                add(&mut s, format!("{b}.ffn.1.weight"), &[2 * h, d]);
+                add(&mut s, format!("{b}.ffn.1.bias"), &[2 * h]);
+                add(&mut s, format!("{b}.ffn.3.weight"), &[d, h]);
+                add(&mut s, format!("{b}.ffn.3.bias"), &[d]);
+            }
+            add(&mut s, "pre_vq_proj.weight", &[c.d_out, d]);
+            add(&mut s, "pre_vq_proj.bias", &[c.d_out]);
+            add(&mut s, "codebook.embeddings", &[c.n_codes, c.d_out]);
+            // Training-only EMA statistics: unused at inference, but `state_dict()` (and so
+            // every checkpoint) has them, and keeping them makes import → export lossless.
+            add(&mut s, "codebook.N", &[c.n_codes]);
+            add(&mut s, "codebook.z_avg", &[c.n_codes, c.d_out]);
+            add(
+                &mut s,
+                "relative_positional_embedding.embedding.weight",
+                &[2 * vocab::RELATIVE_POSITION_BINS + 2, d],
+            );
+        }
+        ModelConfig::FunctionDecoder(c) => {
+            let d = c.d_model;
+            let f = 4 * d;
+            add(
+                &mut s,
+                "embedding.weight",
+                &[2 * vocab::FUNCTION_DEPTH * 8, d],
+            );
+            for n in 0..c.n_layers {
+                let b = format!("decoder.blocks.{n}");
+                for (name, shape) in [
+                    ("attn.layernorm_qkv.0.weight", vec![d]),
+                    ("attn.layernorm_qkv.0.bias", vec![d]),
+                    ("attn.layernorm_qkv.1.weight", vec![3 * d, d]),
+                    ("attn.layernorm_qkv.1.bias", vec![3 * d]),
+                    ("attn.out_proj.weight", vec![d, d]),
+                    ("attn.out_proj.bias", vec![d]),
+                    ("ffn.0.weight", vec![d]),
+                    ("ffn.0.bias", vec![d]),
+                    ("ffn.1.weight", vec![f, d]),
+                    ("ffn.1.bias", vec![f]),
+                    ("ffn.3.weight", vec![d, f]),
+                    ("ffn.3.bias", vec![d]),
+                ] {
+                    add(&mut s, format!("{b}.{name}"), &shape);
+                }
+            }
+            add(&mut s, "decoder.norm.weight", &[d]);
+            for (name, out) in [
+                ("keyword_logits", c.keyword_vocabulary_size),
+                ("keyword_tfidf", c.keyword_vocabulary_size),
+                ("interpro_logits", c.num_interpro_classes),
+            ] {
+                let h = format!("heads.{name}");
+                add(&mut s, format!("{h}.0.weight"), &[f, d]);
+                add(&mut s, format!("{h}.0.bias"), &[f]);
+                add(&mut s, format!("{h}.2.weight"), &[f]);
+                add(&mut s, format!("{h}.2.bias"), &[f]);
+                add(&mut s, format!("{h}.3.weight"), &[out, f]);
+                add(&mut s, format!("{h}.3.bias"), &[out]);
+            }
+        }
+        ModelConfig::StructureDecoder(c) => {
+            let d = c.d_model;
+            add(&mut s, "embed.weight", &[vocab::STRUCTURE_EMBED, d]);
+            for n in 0..c.n_layers {
+                trunk_block(&mut s, &format!("decoder_stack.blocks.{n}"), d);
+            }
+            add(&mut s, "decoder_stack.norm.weight", &[d]);
+            let a = "affine_output_projection";
+            add(&mut s, format!("{a}.ffn1.weight"), &[d, d]);
+            add(&mut s, format!("{a}.ffn1.bias"), &[d]);
+            add(&mut s, format!("{a}.norm.weight"), &[d]);
+            add(&mut s, format!("{a}.norm.bias"), &[d]);
+            let proj = vocab::AFFINE_PROJECTION;
+            add(&mut s, format!("{a}.proj.weight"), &[proj, d]);
+            add(&mut s, format!("{a}.proj.bias"), &[proj]);
+            let p = "pairwise_classification_head";
+            let w = vocab::PAIRWISE_WIDTH;
+            add(&mut s, format!("{p}.downproject.weight"), &[w, d]);
+            add(&mut s, format!("{p}.linear1.weight"), &[w, w]);
+            add(&mut s, format!("{p}.norm.weight"), &[w]);
+            add(&mut s, format!("{p}.norm.bias"), &[w]);
+            let bins = vocab::PAIRWISE_BINS;
+            add(&mut s, format!("{p}.linear2.weight"), &[bins, w]);
+            add(&mut s, "plddt_head.dense.weight", &[d, d]);
+            add(&mut s, "plddt_head.dense.bias", &[d]);
+            add(&mut s, "plddt_head.norm.weight", &[d]);
+            add(&mut s, "plddt_head.norm.bias", &[d]);
+            add(&mut s, "plddt_head.output.weight", &[vocab::PLDDT_BINS, d]);
+            add(&mut s, "plddt_head.output.bias", &[vocab::PLDDT_BINS]);
+        }
         ModelConfig::Esmc(c) => {
             let d = c.d_model;
             add(&mut s, "embed.weight", &[vocab::SEQUENCE, d]);
@@ -179,6 +296,33 @@ mod tests {
         );
         assert_eq!(s["transformer.blocks.47.ffn.1.weight"], vec![8192, 1536]);
         assert!(!s.contains_key("transformer.blocks.1.geom_attn.proj.weight"));
+    }
+
+    #[test]
+    fn official_vqvae_models_have_the_published_shapes() {
+        use crate::config::{StructureDecoderConfig, StructureEncoderConfig};
+        // Spec §8.4: encoder tensors of esm3_structure_encoder_v0.pth.
+        let s = schema(&ModelConfig::StructureEncoder(StructureEncoderConfig::v0()));
+        let g = "transformer.blocks.1.geom_attn";
+        assert_eq!(s[&format!("{g}.proj.weight")], vec![1920, 1024]);
+        assert_eq!(s[&format!("{g}.out_proj.weight")], vec![1024, 384]);
+        assert_eq!(s["transformer.blocks.0.ffn.1.weight"], vec![8192, 1024]);
+        assert_eq!(s["transformer.blocks.0.ffn.3.weight"], vec![1024, 4096]);
+        let rel = "relative_positional_embedding.embedding.weight";
+        assert_eq!(s[rel], vec![66, 1024]);
+        assert_eq!(s["codebook.z_avg"], vec![4096, 128]);
+        // Geometric attention only, and an identity final norm.
+        assert!(!s.keys().any(|k| k.contains(".attn.")));
+        assert!(!s.contains_key("transformer.norm.weight"));
+        // Spec §8.5: ≈ 0.62 B parameters in the decoder.
+        let s = schema(&ModelConfig::StructureDecoder(StructureDecoderConfig::v0()));
+        let n = count(&s);
+        assert!((600_000_000..640_000_000).contains(&n), "{n}");
+        assert_eq!(s["decoder_stack.blocks.29.ffn.1.weight"], vec![7168, 1280]);
+        let pair = "pairwise_classification_head.linear2.weight";
+        assert_eq!(s[pair], vec![224, 128]);
+        assert_eq!(s["affine_output_projection.proj.weight"], vec![23, 1280]);
+        assert_eq!(s["plddt_head.output.bias"], vec![50]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Built once per forward pass instead of once per layer.
 
 use candle_core::{DType, Device, Result, Tensor};
-use esm3_protein::{backbone_frames, Vec3};
+use esm3_protein::{backbone_frames, Frame, Vec3};
 
 use crate::rotary::rotary_tables;
 
@@ -74,16 +74,32 @@ impl GeometryContext {
         chain_id: &[i64],
         device: &Device,
     ) -> Result<Self> {
-        let mut rot: Vec<f32> = Vec::with_capacity(batch * len * 9);
-        let mut trans: Vec<f32> = Vec::with_capacity(batch * len * 3);
+        let mut frames = Vec::with_capacity(batch * len);
         let mut mask = Vec::with_capacity(batch * len);
         for b in 0..batch {
-            let (frames, valid) = backbone_frames(&backbone[b * len..(b + 1) * len]);
-            for f in &frames {
-                rot.extend(f.rot.iter().flatten());
-                trans.extend(f.trans);
-            }
+            let (f, valid) = backbone_frames(&backbone[b * len..(b + 1) * len]);
+            frames.extend(f);
             mask.extend(valid);
+        }
+        Self::from_frames(batch, len, &frames, &mask, sequence_id, chain_id, device)
+    }
+
+    /// From frames already built (e.g. gathered into neighbourhoods by the VQ-VAE encoder):
+    /// `frames` and `mask` are `[B·L]` row-major.
+    pub fn from_frames(
+        batch: usize,
+        len: usize,
+        frames: &[Frame],
+        mask: &[bool],
+        sequence_id: Option<&[i64]>,
+        chain_id: &[i64],
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rot: Vec<f32> = Vec::with_capacity(batch * len * 9);
+        let mut trans: Vec<f32> = Vec::with_capacity(batch * len * 3);
+        for f in frames {
+            rot.extend(f.rot.iter().flatten());
+            trans.extend(f.trans);
         }
         let mut bias = vec![0f32; batch * len * len];
         for b in 0..batch {

@@ -3,6 +3,15 @@
 //! This crate knows nothing about tensors: it works on plain `f32` arrays so that the same code
 //! serves the model input path, file readers and metrics, and can be property-tested cheaply.
 
+pub mod dssp;
+pub mod chain;
+pub mod fasta;
 pub mod frames;
+pub mod io;
+pub mod residue_constants;
+pub mod metrics;
+pub mod sasa;
 
+pub use chain::ProteinChain;
 pub use frames::{backbone_frames, gram_schmidt, Frame, Vec3};
+pub use io::{read_chain, read_structure, ReadError, Structure};

@@ -9,7 +9,8 @@ use esm3_models::ModelConfig;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The checkpoint: esm3_sm_open_v1.pth, esmc_300m_2024_12_v0.pth, esmc_600m_2024_12_v0.pth,
-    /// or any state dict of those architectures with --config.
+    /// or any state dict of those architectures with --config; or the LSH hyperplanes
+    /// hyperplanes_8bit_58641.npz (into a function-decoder directory).
     file: PathBuf,
     /// Output model directory.
     #[arg(long)]
@@ -20,6 +21,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // The official LSH hyperplanes (hyperplanes_8bit_58641.npz) go into a function-decoder
+    // model directory as hyperplanes.safetensors.
+    if args.file.extension().is_some_and(|e| e == "npz") {
+        let h = esm3_models::function_decoder::import_hyperplanes(&args.file, &args.out)?;
+        println!(
+            "imported {} (8 tables x 8 hyperplanes x {} keywords) -> {}",
+            args.file.display(),
+            h.dim(),
+            args.out.display()
+        );
+        return Ok(());
+    }
     let config = args.config.as_deref().map(ModelConfig::load).transpose()?;
     let report = import_pth(&args.file, &args.out, config)?;
     println!(

@@ -1,4 +1,16 @@
+pub mod annotate;
+pub mod compare;
+pub mod design;
 pub mod device;
+pub mod embed;
+pub mod fold;
 pub mod forward;
+pub mod generate;
+pub mod function;
 pub mod import;
+pub mod inverse_fold;
+pub mod model;
+pub mod progress;
+pub mod score;
+pub mod structure;
 pub mod tokenize;

@@ -1,0 +1,157 @@
+//! What `generate`, `fold` and `inverse-fold` share: loading the pipeline, generation flags,
+//! and writing designs (FASTA, PDB/mmCIF with pLDDT as B-factor, JSON summary).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use esm3_generate::prompt::{restore_motifs, Prompt};
+use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
+use esm3_protein::fasta::{write_fasta, FastaRecord};
+use esm3_protein::io::{write_mmcif, write_pdb};
+use rand::SeedableRng;
+
+use super::model::ModelArgs;
+use super::progress::bar;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StructureFormat {
+    Pdb,
+    Cif,
+}
+
+/// Sampling flags shared by the generation commands (the SDK's `GenerationConfig`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Decoding steps (lowered to the number of masked positions when larger).
+    #[arg(long)]
+    pub num_steps: Option<usize>,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Which masked positions to commit each step.
+    #[arg(long, value_parser = ["random", "entropy"])]
+    pub strategy: Option<String>,
+    #[arg(long, value_parser = ["cosine", "linear"])]
+    pub schedule: Option<String>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Turn temperature annealing off.
+    #[arg(long)]
+    pub no_annealing: bool,
+}
+
+impl SamplingArgs {
+    /// `base` with every flag the user gave applied.
+    pub fn apply(&self, mut base: GenerationConfig) -> GenerationConfig {
+        if let Some(n) = self.num_steps {
+            base.num_steps = n;
+        }
+        if let Some(t) = self.temperature {
+            base.temperature = t;
+        }
+        if let Some(s) = &self.strategy {
+            base.strategy = if s == "entropy" { Strategy::Entropy } else { Strategy::Random };
+        }
+        if let Some(s) = &self.schedule {
+            base.schedule = if s == "linear" { Schedule::Linear } else { Schedule::Cosine };
+        }
+        if let Some(p) = self.top_p {
+            base.top_p = p;
+        }
+        if self.no_annealing {
+            base.temperature_annealing = false;
+        }
+        base
+    }
+}
+
+pub struct Designer {
+    pub pipeline: Esm3Pipeline,
+    pub model_path: PathBuf,
+}
+
+impl Designer {
+    pub fn load(model: &ModelArgs) -> Result<Self> {
+        let path = model.resolve()?;
+        let pipeline = Esm3Pipeline::load(&path, &model.device.load_options()?)
+            .with_context(|| format!("loading {}", path.display()))?;
+        if pipeline.decoder.is_none() {
+            tracing::warn!("{} has no structure_decoder/: outputs will have no generated coordinates", path.display());
+        }
+        Ok(Self { pipeline, model_path: path })
+    }
+
+    /// Runs a prompt's plan with a seed; motifs are restored exactly afterwards.
+    pub fn run(&self, prompt: &Prompt, seed: u64, show_progress: bool) -> Result<(EsmProtein, Vec<Option<f64>>)> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut plan = prompt.plan.clone();
+        if !prompt.motifs.is_empty() {
+            // Keep the motif's structure tokens fixed: they are not masked in the prompt.
+            for c in plan.iter_mut().filter(|c| c.track == Track::Structure) {
+                c.condition_on_coordinates_only = false;
+            }
+        }
+        let pb = bar(0, &prompt.name);
+        if !show_progress {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let mut protein = self
+            .pipeline
+            .generate(&prompt.protein, &plan, &mut rng, |k, step, total| {
+                pb.set_length(total as u64);
+                pb.set_position(step as u64);
+                pb.set_message(format!("{} {}", prompt.name, plan[k].track.name()));
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", prompt.name))?;
+        pb.finish_and_clear();
+        let rmsd = restore_motifs(&mut protein, &prompt.motifs);
+        Ok((protein, rmsd))
+    }
+}
+
+/// Writes `<dir>/<name>.fasta`, `<name>.pdb|cif` (when coordinates exist) and `<name>.json`.
+pub fn write_design(
+    dir: &Path,
+    name: &str,
+    protein: &EsmProtein,
+    format: StructureFormat,
+    summary_extra: serde_json::Value,
+) -> Result<serde_json::Value> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sequence = protein.sequence.clone().unwrap_or_default();
+    let fasta = dir.join(format!("{name}.fasta"));
+    let mut buf = Vec::new();
+    write_fasta(&mut buf, &[FastaRecord { id: name.to_string(), description: String::new(), sequence: sequence.clone() }])?;
+    std::fs::write(&fasta, buf).with_context(|| format!("writing {}", fasta.display()))?;
+    let mut structure_file = None;
+    if protein.coordinates.is_some() && !sequence.contains('_') {
+        let chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+        let plddt100: Option<Vec<f32>> = protein.plddt.as_ref().map(|p| p.iter().map(|v| v * 100.0).collect());
+        let (path, mut buf) = match format {
+            StructureFormat::Pdb => (dir.join(format!("{name}.pdb")), Vec::new()),
+            StructureFormat::Cif => (dir.join(format!("{name}.cif")), Vec::new()),
+        };
+        match format {
+            StructureFormat::Pdb => write_pdb(&chain, plddt100.as_deref(), &mut buf)?,
+            StructureFormat::Cif => write_mmcif(&chain, plddt100.as_deref(), &mut buf)?,
+        }
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
+        structure_file = Some(path.file_name().unwrap().to_string_lossy().to_string());
+    }
+    let mean_plddt = protein.plddt.as_ref().map(|p| p.iter().sum::<f32>() / p.len().max(1) as f32);
+    let mut summary = serde_json::json!({
+        "name": name,
+        "length": sequence.chars().count(),
+        "sequence": sequence,
+        "secondary_structure": protein.secondary_structure,
+        "mean_plddt": mean_plddt,
+        "ptm": protein.ptm,
+        "structure_file": structure_file,
+    });
+    if let (Some(obj), serde_json::Value::Object(extra)) = (summary.as_object_mut(), summary_extra) {
+        obj.extend(extra);
+    }
+    let json = dir.join(format!("{name}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    Ok(summary)
+}

@@ -1,0 +1,188 @@
+//! `esm3 structure encode|decode|roundtrip`: structures ↔ VQ-VAE structure tokens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use esm3_generate::pipeline::{DECODER_DIR, ENCODER_DIR};
+use esm3_generate::Track;
+use esm3_models::model_dir::LoadedModel;
+use esm3_models::structure_decoder::StructureTokenDecoder;
+use esm3_models::structure_encoder::StructureTokenEncoder;
+use esm3_models::{HostArray, ModelDir};
+use esm3_protein::io::{write_mmcif, write_pdb};
+use esm3_protein::metrics::{lddt, superposed_rmsd};
+use esm3_protein::residue_constants::{ATOM_TYPE_NUM, CA};
+use esm3_protein::{read_chain, ProteinChain};
+
+use super::device::DeviceArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Structure file → structure tokens (JSON on standard output).
+    Encode {
+        /// PDB/mmCIF file (plain or .gz).
+        file: PathBuf,
+        #[arg(long)]
+        chain: Option<String>,
+        #[command(flatten)]
+        model: VqvaeArgs,
+    },
+    /// Structure tokens (JSON from `encode`, or a bare list of ids) → PDB/mmCIF with pLDDT.
+    Decode {
+        tokens: PathBuf,
+        /// Output .pdb or .cif.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        model: VqvaeArgs,
+    },
+    /// Encode then decode a structure; report RMSD and LDDT-CA to the input.
+    Roundtrip {
+        file: PathBuf,
+        #[arg(long)]
+        chain: Option<String>,
+        /// Also write the decoded structure here.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        model: VqvaeArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VqvaeArgs {
+    /// A model bundle with structure_encoder/ and structure_decoder/, or one of those
+    /// directories itself. Default: $ESM3_MODEL_DIR or the bundled model.
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+impl VqvaeArgs {
+    fn dir(&self, sub: &str) -> Result<PathBuf> {
+        let base = super::model::ModelArgs { model_dir: self.model_dir.clone(), device: self.device.clone() }.resolve()?;
+        let nested = base.join(sub);
+        Ok(if nested.join("config.json").is_file() { nested } else { base })
+    }
+
+    fn encoder(&self) -> Result<StructureTokenEncoder> {
+        let dir = self.dir(ENCODER_DIR)?;
+        match ModelDir::open(&dir)?.load(&self.device.load_options()?)? {
+            LoadedModel::StructureEncoder(e) => Ok(e),
+            _ => bail!("{}: not a structure encoder (and no {ENCODER_DIR}/ inside)", dir.display()),
+        }
+    }
+
+    fn decoder(&self) -> Result<StructureTokenDecoder> {
+        let dir = self.dir(DECODER_DIR)?;
+        match ModelDir::open(&dir)?.load(&self.device.load_options()?)? {
+            LoadedModel::StructureDecoder(d) => Ok(d),
+            _ => bail!("{}: not a structure decoder (and no {DECODER_DIR}/ inside)", dir.display()),
+        }
+    }
+}
+
+/// The L structure codes of a chain, as the SDK's `encode` computes them (normalised atom37,
+/// residue numbers 1..L).
+fn encode_chain(encoder: &StructureTokenEncoder, chain: &ProteinChain) -> Result<Vec<i64>> {
+    let n = chain.len();
+    let normalized = chain.normalize_coordinates();
+    let flat: Vec<f32> = normalized.atom37.iter().flatten().flatten().copied().collect();
+    Ok(encoder.encode(
+        &HostArray::new(vec![n, ATOM_TYPE_NUM, 3], flat),
+        Some(&(1..=n as i64).collect::<Vec<_>>()),
+    )?)
+}
+
+fn with_ends(codes: &[i64]) -> Vec<i64> {
+    let mut t = vec![Track::Structure.bos_id()];
+    t.extend_from_slice(codes);
+    t.push(Track::Structure.eos_id());
+    t
+}
+
+fn write_structure(path: &Path, chain: &ProteinChain, plddt: &[f32]) -> Result<()> {
+    let plddt100: Vec<f32> = plddt.iter().map(|v| v * 100.0).collect();
+    let mut buf = Vec::new();
+    if path.extension().is_some_and(|e| e == "cif") {
+        write_mmcif(chain, Some(&plddt100), &mut buf)?;
+    } else {
+        write_pdb(chain, Some(&plddt100), &mut buf)?;
+    }
+    std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))
+}
+
+fn decoded_chain(id: &str, sequence: &str, atom37: Vec<[[f32; 3]; ATOM_TYPE_NUM]>) -> Result<ProteinChain> {
+    let n = atom37.len();
+    ProteinChain::new(id, "A", sequence, atom37, (1..=n as i32).collect(), vec![' '; n], vec![0.0; n])
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Encode { file, chain, model } => {
+            let c = read_chain(&file, chain.as_deref())?;
+            let codes = encode_chain(&model.encoder()?, &c)?;
+            let json = serde_json::json!({
+                "file": file.display().to_string(),
+                "chain": c.chain_id,
+                "sequence": c.sequence,
+                "structure_tokens": codes,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Decode { tokens, output, model } => {
+            let text = std::fs::read_to_string(&tokens).with_context(|| format!("reading {}", tokens.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected JSON from `esm3 structure encode` or a list of ids", tokens.display()))?;
+            let list = value.get("structure_tokens").unwrap_or(&value);
+            let codes: Vec<i64> = serde_json::from_value(list.clone())
+                .with_context(|| format!("{}: `structure_tokens` must be a list of integers", tokens.display()))?;
+            if let Some((i, c)) = codes.iter().enumerate().find(|(_, c)| !(0..4096).contains(*c)) {
+                bail!("{}: token {c} at position {} is not a structure code (0..4096)", tokens.display(), i + 1);
+            }
+            if codes.is_empty() {
+                bail!("{}: no structure tokens", tokens.display());
+            }
+            let sequence = value
+                .get("sequence")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| "G".repeat(codes.len()));
+            if sequence.chars().count() != codes.len() {
+                bail!("{}: sequence has {} residues but there are {} tokens", tokens.display(), sequence.chars().count(), codes.len());
+            }
+            let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
+            let chain = decoded_chain("decoded", &sequence, d.atom37)?;
+            write_structure(&output, &chain, &d.plddt)?;
+            let mean = d.plddt.iter().sum::<f32>() / d.plddt.len() as f32;
+            println!("wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}", output.display(), codes.len(), d.ptm);
+        }
+        Command::Roundtrip { file, chain, output, model } => {
+            let c = read_chain(&file, chain.as_deref())?;
+            let codes = encode_chain(&model.encoder()?, &c)?;
+            let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
+            let truth: Vec<[f32; 3]> = c.atom37.iter().map(|r| r[CA]).collect();
+            let pred: Vec<[f32; 3]> = d.atom37.iter().map(|r| r[CA]).collect();
+            let mask: Vec<bool> = truth.iter().zip(&pred).map(|(a, b)| a.iter().chain(b).all(|v| v.is_finite())).collect();
+            let rmsd = superposed_rmsd(&pred, &truth, Some(&mask)).map(|(r, _)| r);
+            let l = lddt(&pred, &truth, &mask, 15.0);
+            if let Some(out) = &output {
+                let chain = decoded_chain(&c.id, &c.sequence, d.atom37.clone())?;
+                write_structure(out, &chain, &d.plddt)?;
+            }
+            let json = serde_json::json!({
+                "file": file.display().to_string(),
+                "chain": c.chain_id,
+                "length": c.len(),
+                "ca_rmsd": rmsd,
+                "lddt_ca": l.global,
+                "ptm": d.ptm,
+                "mean_plddt": d.plddt.iter().sum::<f32>() / d.plddt.len().max(1) as f32,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The encode → generate → decode pipeline over an ESM3 model and its VQ-VAE.
+//!
+//! A model directory for generation is an ESM3 model directory, optionally with the structure
+//! encoder and decoder as sub-directories `structure_encoder/` and `structure_decoder/` (each a
+//! model directory of its own, e.g. written by `esm3 import esm3_structure_encoder_v0.pth`).
+
+use std::path::Path;
+
+use rand::Rng;
+
+use esm3_models::model_dir::LoadedModel;
+use esm3_models::structure_decoder::StructureTokenDecoder;
+use esm3_models::structure_encoder::StructureTokenEncoder;
+use esm3_models::{Esm3, HostArray, LoadOptions, ModelDir};
+use esm3_protein::residue_constants::ATOM_TYPE_NUM;
+use esm3_protein::ProteinChain;
+use esm3_tokens::sequence::SequenceTokenizer;
+use esm3_tokens::{sasa, ss8};
+
+use crate::config::{GenerationConfig, PaddingAttention};
+use crate::iterative::{iterative_sampling, GenerationError};
+use crate::protein::EsmProtein;
+use crate::tensor::ProteinTensor;
+use crate::track::Track;
+
+pub const ENCODER_DIR: &str = "structure_encoder";
+pub const DECODER_DIR: &str = "structure_decoder";
+
+pub struct Esm3Pipeline {
+    pub esm3: Esm3,
+    pub encoder: Option<StructureTokenEncoder>,
+    pub decoder: Option<StructureTokenDecoder>,
+    pub padding: PaddingAttention,
+}
+
+fn err(message: impl Into<String>) -> GenerationError {
+    GenerationError::Invalid(message.into())
+}
+
+impl Esm3Pipeline {
+    /// Loads `dir` (an ESM3 model) and the VQ-VAE sub-directories when present.
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self, GenerationError> {
+        let LoadedModel::Esm3(esm3) = ModelDir::open(dir)?.load(options)? else {
+            return Err(err(format!(
+                "{}: generation needs an esm3 model directory",
+                dir.display()
+            )));
+        };
+        let encoder = match dir.join(ENCODER_DIR) {
+            p if p.join("config.json").is_file() => match ModelDir::open(&p)?.load(options)? {
+                LoadedModel::StructureEncoder(e) => Some(e),
+                _ => return Err(err(format!("{}: not a structure encoder", p.display()))),
+            },
+            _ => None,
+        };
+        let decoder = match dir.join(DECODER_DIR) {
+            p if p.join("config.json").is_file() => match ModelDir::open(&p)?.load(options)? {
+                LoadedModel::StructureDecoder(d) => Some(d),
+                _ => return Err(err(format!("{}: not a structure decoder", p.display()))),
+            },
+            _ => None,
+        };
+        Ok(Self {
+            esm3,
+            encoder,
+            decoder,
+            padding: PaddingAttention::Masked,
+        })
+    }
+
+    /// `ESMProtein` → token tracks (spec §6.8). Coordinates are normalised and, when the
+    /// structure encoder is present, tokenised; residues without a backbone get the mask token
+    /// (the reference gives them the encoder's "no coordinates" code, which only differs when
+    /// `condition_on_coordinates_only` is off).
+    pub fn encode(&self, p: &EsmProtein) -> Result<ProteinTensor, GenerationError> {
+        let n = p.check().map_err(err)?;
+        let mut t = ProteinTensor::default();
+        if let Some(s) = &p.sequence {
+            let ids = SequenceTokenizer::strict().encode(s).map_err(|e| err(format!("sequence: {e}")))?;
+            t.sequence = Some(ids.into_iter().map(i64::from).collect());
+        }
+        if let Some(s) = &p.secondary_structure {
+            let ids = ss8::encode(s).map_err(|e| err(format!("secondary_structure: {e}")))?;
+            t.secondary_structure = Some(ids.into_iter().map(i64::from).collect());
+        }
+        if let Some(v) = &p.sasa {
+            let ids = sasa::encode(v).map_err(|e| err(format!("sasa: {e}")))?;
+            t.sasa = Some(ids.into_iter().map(i64::from).collect());
+        }
+        if let Some(coords) = &p.coordinates {
+            let chain = ProteinChain::new("prompt", "A", "X".repeat(n), coords.clone(), (1..=n as i32).collect(), vec![' '; n], vec![0.0; n])
+                .map_err(|e| err(e.to_string()))?
+                .normalize_coordinates();
+            if let Some(encoder) = &self.encoder {
+                let flat: Vec<f32> = chain.atom37.iter().flatten().flatten().copied().collect();
+                let codes = encoder.encode(
+                    &HostArray::new(vec![n, ATOM_TYPE_NUM, 3], flat),
+                    Some(&(1..=n as i64).collect::<Vec<_>>()),
+                )?;
+                let mut ids = vec![Track::Structure.bos_id()];
+                for (i, c) in codes.into_iter().enumerate() {
+                    ids.push(if p.has_backbone(i) { c } else { Track::Structure.mask_id() });
+                }
+                ids.push(Track::Structure.eos_id());
+                t.structure = Some(ids);
+            }
+            let mut rows = Vec::with_capacity(n + 2);
+            rows.push([[f32::INFINITY; 3]; ATOM_TYPE_NUM]);
+            rows.extend(chain.atom37);
+            rows.push([[f32::INFINITY; 3]; ATOM_TYPE_NUM]);
+            t.coordinates = Some(rows);
+        }
+        Ok(t)
+    }
+
+    /// Token tracks → `ESMProtein` (spec §6.9): structure tokens are decoded to backbone
+    /// coordinates with pLDDT and pTM when the decoder is present and no position is masked.
+    pub fn decode(&self, t: &ProteinTensor) -> Result<EsmProtein, GenerationError> {
+        let n = t.check_lengths().map_err(err)?;
+        let inner = |v: &Vec<i64>| v[1..n - 1].to_vec();
+        let mut p = EsmProtein::default();
+        if let Some(s) = &t.sequence {
+            let ids: Vec<u32> = s.iter().map(|&x| x as u32).collect();
+            p.sequence = Some(SequenceTokenizer::strict().decode(&ids).map_err(|e| err(e.to_string()))?);
+        }
+        if let Some(s) = &t.secondary_structure {
+            if inner(s).iter().any(|&x| x != 0) {
+                let ids: Vec<u32> = s.iter().map(|&x| x as u32).collect();
+                let text = ss8::decode(&ids).map_err(|e| err(e.to_string()))?;
+                p.secondary_structure = Some(text.replace(ss8::VOCAB[ss8::PAD as usize], "_"));
+            }
+        }
+        if let Some(s) = &t.sasa {
+            if inner(s).iter().any(|&x| x != 0) {
+                let ids: Vec<u32> = s.iter().map(|&x| x as u32).collect();
+                p.sasa = Some(sasa::decode(&ids).map_err(|e| err(e.to_string()))?);
+            }
+        }
+        let structure_complete = t
+            .structure
+            .as_ref()
+            .is_some_and(|s| !inner(s).contains(&Track::Structure.mask_id()));
+        match (&self.decoder, &t.structure) {
+            (Some(decoder), Some(s)) if structure_complete => {
+                let d = decoder.decode_structure(s)?;
+                p.coordinates = Some(d.atom37);
+                p.plddt = Some(d.plddt);
+                p.ptm = Some(d.ptm);
+            }
+            _ => {
+                if let Some(c) = &t.coordinates {
+                    p.coordinates = Some(c[1..n - 1].to_vec());
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Generates each config's track in turn, feeding each result into the next step.
+    pub fn generate(
+        &self,
+        protein: &EsmProtein,
+        plan: &[GenerationConfig],
+        rng: &mut impl Rng,
+        mut on_step: impl FnMut(usize, usize, usize),
+    ) -> Result<EsmProtein, GenerationError> {
+        let mut t = self.encode(protein)?;
+        for (k, config) in plan.iter().enumerate() {
+            if config.track == Track::Structure && self.decoder.is_none() {
+                tracing::warn!("no structure decoder: generated structure tokens cannot become coordinates");
+            }
+            let mut configs = vec![config.clone()];
+            let out = iterative_sampling(&self.esm3, &[t.clone()], &mut configs, self.padding, rng, |s, n| on_step(k, s, n))?;
+            t = out.into_iter().next().expect("one prompt").map_err(|e| match e {
+                GenerationError::Prompt { message, .. } => err(message),
+                other => other,
+            })?;
+            // A structure just generated replaces the prompt's coordinates in what follows.
+            if config.track == Track::Structure {
+                t.coordinates = None;
+            }
+        }
+        let mut result = self.decode(&t)?;
+        if result.coordinates.is_none() {
+            result.coordinates = protein.coordinates.clone();
+        }
+        Ok(result)
+    }
+}

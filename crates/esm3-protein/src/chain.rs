@@ -1,0 +1,294 @@
+//! One protein chain in atom37 form: what the structure readers produce and what the model
+//! input path, writers and metrics consume (the reference's `ProteinChain`).
+
+use std::ops::Range;
+
+use crate::frames::{Frame, Vec3};
+use crate::residue_constants::{ATOM_TYPE_NUM, C, CA, N};
+
+/// A missing atom.
+pub const MISSING: Vec3 = [f32::NAN; 3];
+
+/// One protein chain. All per-residue vectors have the length of `sequence` (in residues).
+///
+/// Differences from the reference `ProteinChain`: the atom mask is derived from the
+/// coordinates instead of stored beside them (one source of truth), `insertion_code` uses
+/// `' '` for "none", and `b_factor` holds the file's B-factor of each residue's CA (or first
+/// atom) where the reference stores a constant 1 unless told the file is a prediction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProteinChain {
+    /// Where the chain came from (file stem without format extensions).
+    pub id: String,
+    /// Author chain id (`auth_asym_id`); may be empty in PDB files with a blank chain column.
+    pub chain_id: String,
+    /// One-letter codes; `X` for residues without one.
+    pub sequence: String,
+    /// Coordinates in Å in the reference's atom37 order; NaN = atom not present.
+    pub atom37: Vec<[Vec3; ATOM_TYPE_NUM]>,
+    /// Author residue numbers.
+    pub residue_index: Vec<i32>,
+    /// Insertion codes, `' '` when none.
+    pub insertion_code: Vec<char>,
+    /// Per-residue B-factor as read (or pLDDT 0–100 for predicted structures); NaN for a
+    /// residue without atoms.
+    pub b_factor: Vec<f32>,
+}
+
+/// A `ProteinChain` whose per-residue vectors disagree in length.
+#[derive(Debug, thiserror::Error)]
+#[error("protein chain '{id}': {field} has {got} entries but the sequence has {expected} residues")]
+pub struct ChainShapeError {
+    pub id: String,
+    pub field: &'static str,
+    pub got: usize,
+    pub expected: usize,
+}
+
+impl ProteinChain {
+    /// A chain from per-residue data, checking that every vector matches the sequence length.
+    pub fn new(
+        id: impl Into<String>,
+        chain_id: impl Into<String>,
+        sequence: impl Into<String>,
+        atom37: Vec<[Vec3; ATOM_TYPE_NUM]>,
+        residue_index: Vec<i32>,
+        insertion_code: Vec<char>,
+        b_factor: Vec<f32>,
+    ) -> Result<Self, ChainShapeError> {
+        let chain = ProteinChain {
+            id: id.into(),
+            chain_id: chain_id.into(),
+            sequence: sequence.into(),
+            atom37,
+            residue_index,
+            insertion_code,
+            b_factor,
+        };
+        chain.check_shape()?;
+        Ok(chain)
+    }
+
+    /// Checks that every per-residue vector has one entry per residue.
+    pub fn check_shape(&self) -> Result<(), ChainShapeError> {
+        let expected = self.sequence.chars().count();
+        let lengths = [
+            ("atom37", self.atom37.len()),
+            ("residue_index", self.residue_index.len()),
+            ("insertion_code", self.insertion_code.len()),
+            ("b_factor", self.b_factor.len()),
+        ];
+        for (field, got) in lengths {
+            if got != expected {
+                return Err(ChainShapeError {
+                    id: self.id.clone(),
+                    field,
+                    got,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of residues.
+    pub fn len(&self) -> usize {
+        self.atom37.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.atom37.is_empty()
+    }
+
+    /// N, CA, C of every residue, the input of [`crate::frames::backbone_frames`].
+    pub fn backbone(&self) -> Vec<[Vec3; 3]> {
+        self.atom37.iter().map(|r| [r[N], r[CA], r[C]]).collect()
+    }
+
+    /// Which atoms are present: all three coordinates finite (the reference's `from_atom37`).
+    pub fn atom37_mask(&self) -> Vec<[bool; ATOM_TYPE_NUM]> {
+        self.atom37
+            .iter()
+            .map(|r| r.map(|p| p.iter().all(|v| v.is_finite())))
+            .collect()
+    }
+
+    /// The frame of the mean N, CA, C over residues whose three backbone atoms are all finite
+    /// (spec §4.4; divisor count + 1e-8, so a chain without backbone gets translation 0).
+    ///
+    /// The sums are accumulated in `f64` and rounded once to `f32`: torch's cascade summation
+    /// is that accurate, and the mean backbone's frame is ill-conditioned (mean N, CA and C lie
+    /// within about an ångström of each other), so a plain running `f32` sum moves normalised
+    /// coordinates by up to ~1e-3 Å away from the reference.
+    pub fn normalization_frame(&self) -> Frame {
+        let mut sums = [[0f64; 3]; 3];
+        let mut count = 0usize;
+        for residue in &self.atom37 {
+            let bb = [residue[N], residue[CA], residue[C]];
+            if bb.iter().flatten().all(|v| v.is_finite()) {
+                count += 1;
+                for (sum, atom) in sums.iter_mut().zip(bb) {
+                    for k in 0..3 {
+                        sum[k] += f64::from(atom[k]);
+                    }
+                }
+            }
+        }
+        let divisor = count as f32 + 1e-8;
+        let mean = sums.map(|s| s.map(|v| v as f32 / divisor));
+        Frame::from_backbone(mean[0], mean[1], mean[2])
+    }
+
+    /// Coordinates expressed in [`Self::normalization_frame`], exactly as the reference's
+    /// `normalize_coordinates` (spec §4.4): unchanged when the frame's translation is zero,
+    /// infinite components come back as `+inf`, NaN stays NaN.
+    pub fn normalize_coordinates(&self) -> ProteinChain {
+        let frame = self.normalization_frame();
+        let t = frame.trans;
+        if (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt() <= 0.0 {
+            return self.clone();
+        }
+        let atom37 = self
+            .atom37
+            .iter()
+            .map(|residue| {
+                residue.map(|p| {
+                    let q = frame.invert_apply(p);
+                    [0, 1, 2].map(|k| {
+                        if p[k].is_infinite() {
+                            f32::INFINITY
+                        } else {
+                            q[k]
+                        }
+                    })
+                })
+            })
+            .collect();
+        ProteinChain {
+            atom37,
+            ..self.clone()
+        }
+    }
+
+    /// The residues in `range` (positions, not residue numbers).
+    pub fn select(&self, range: Range<usize>) -> ProteinChain {
+        ProteinChain {
+            id: self.id.clone(),
+            chain_id: self.chain_id.clone(),
+            sequence: self
+                .sequence
+                .chars()
+                .skip(range.start)
+                .take(range.len())
+                .collect(),
+            atom37: self.atom37[range.clone()].to_vec(),
+            residue_index: self.residue_index[range.clone()].to_vec(),
+            insertion_code: self.insertion_code[range.clone()].to_vec(),
+            b_factor: self.b_factor[range].to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chain_from(atom37: Vec<[Vec3; ATOM_TYPE_NUM]>) -> ProteinChain {
+        let n = atom37.len();
+        ProteinChain::new(
+            "t",
+            "A",
+            "G".repeat(n),
+            atom37,
+            (1..=n as i32).collect(),
+            vec![' '; n],
+            vec![0.0; n],
+        )
+        .unwrap()
+    }
+
+    fn residue(n: Vec3, ca: Vec3, c: Vec3) -> [Vec3; ATOM_TYPE_NUM] {
+        let mut r = [MISSING; ATOM_TYPE_NUM];
+        r[N] = n;
+        r[CA] = ca;
+        r[C] = c;
+        r
+    }
+
+    #[test]
+    fn mismatched_lengths_are_rejected_with_the_field_named() {
+        let err = ProteinChain::new(
+            "x",
+            "A",
+            "AG",
+            vec![[MISSING; 37]],
+            vec![1, 2],
+            vec![' '; 2],
+            vec![0.0; 2],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("atom37 has 1 entries"), "{err}");
+    }
+
+    #[test]
+    fn chain_without_backbone_is_left_unchanged_and_inf_stays_inf() {
+        let mut r = [MISSING; ATOM_TYPE_NUM];
+        r[5] = [1.0, f32::NEG_INFINITY, 3.0];
+        let chain = chain_from(vec![r]);
+        let out = chain.normalize_coordinates();
+        assert_eq!(out.atom37[0][5][0], 1.0);
+        assert_eq!(out.atom37[0][5][1], f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn select_keeps_residue_fields_aligned() {
+        let chain = chain_from(vec![residue([0.0; 3], [1.0; 3], [2.0; 3]); 5]);
+        let part = chain.select(1..3);
+        assert_eq!(part.len(), 2);
+        assert_eq!(part.residue_index, vec![2, 3]);
+        part.check_shape().unwrap();
+    }
+
+    fn point() -> impl Strategy<Value = Vec3> {
+        prop::array::uniform3(-80f32..80f32)
+    }
+
+    proptest! {
+        /// After normalisation the mean backbone's frame is the identity; infinite components
+        /// stay +inf.
+        #[test]
+        fn normalized_mean_backbone_frame_is_identity(
+            residues in prop::collection::vec((point(), point(), point()), 1..20),
+            inf_at in 0usize..40,
+        ) {
+            let mut atom37: Vec<_> = residues.iter().map(|&(n, ca, c)| residue(n, ca, c)).collect();
+            if let Some(r) = atom37.get_mut(inf_at) {
+                r[N] = [f32::INFINITY, 0.0, 0.0];
+            }
+            let chain = chain_from(atom37);
+            let valid: Vec<[Vec3; 3]> = chain.backbone().into_iter().filter(|b| b.iter().flatten().all(|v| v.is_finite())).collect();
+            prop_assume!(!valid.is_empty());
+            // Only well-conditioned mean backbones: N off the C–CA line by at least 1 Å.
+            let mean = [0, 1, 2].map(|a| [0, 1, 2].map(|k| valid.iter().map(|b| b[a][k]).sum::<f32>() / valid.len() as f32));
+            let sub = |p: Vec3, q: Vec3| [p[0] - q[0], p[1] - q[1], p[2] - q[2]];
+            let (x, y) = (sub(mean[1], mean[2]), sub(mean[0], mean[1]));
+            let cross = [x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]];
+            let norm = |v: Vec3| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            prop_assume!(norm(x) > 1.0 && norm(cross) / norm(x) > 1.0);
+            let out = chain.normalize_coordinates();
+            let after = out.normalization_frame();
+            for k in 0..3 {
+                prop_assert!(after.trans[k].abs() < 1e-3, "trans {:?}", after.trans);
+            }
+            for i in 0..3 {
+                for j in 0..3 {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    prop_assert!((after.rot[i][j] - want).abs() < 1e-3, "rot {:?}", after.rot);
+                }
+            }
+            if let Some(r) = out.atom37.get(inf_at) {
+                prop_assert_eq!(r[N][0], f32::INFINITY);
+            }
+        }
+    }
+}
