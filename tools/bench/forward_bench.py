@@ -276,7 +276,7 @@ def wait_for_quiet(max_wait: float, threshold: float) -> dict:
 
 
 def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = None,
-              quiet: tuple[float, float] | None = None) -> dict:
+              quiet: tuple[float, float] | None = None, nice: int = 0) -> dict:
     """Runs one child; returns rc, wall seconds, the child's own peak RSS (os.wait4) and how much
     CPU time other processes used meanwhile (foreign_cpu_s: machine busy time minus the child's)."""
     q = wait_for_quiet(*quiet) if quiet else {}
@@ -284,7 +284,8 @@ def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = N
     load_before = Path("/proc/loadavg").read_text().split()[0]
     busy0 = cpu_busy_s()
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+    p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
     peaks = {"RssAnon": 0, "RssFile": 0}
     done = threading.Event()
 
@@ -538,7 +539,7 @@ def orchestrate(args) -> None:
             [py, __file__, "--child", "torch", "--model-dir", str(MODEL_DIR), "--input", str(inp),
              "--output", str(d / "ref_out.safetensors"), "--result", str(d / "ref.json"),
              "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load],
-            env=env, log_path=d / "ref.log", quiet=quiet,
+            env=env, log_path=d / "ref.log", quiet=quiet, nice=args.nice,
         )
         if r["rc"] == 0:
             rj = json.loads((d / "ref.json").read_text())
@@ -556,7 +557,7 @@ def orchestrate(args) -> None:
         cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
                "--output", str(d / "ours_out.safetensors"), "--repeat", str(args.repeats + 1),
                "--timings", str(d / "ours.json")]
-        o = run_child(cmd, env=env, log_path=d / "ours.log", quiet=quiet)
+        o = run_child(cmd, env=env, log_path=d / "ours.log", quiet=quiet, nice=args.nice)
         o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
         if o["rc"] == 0:
             oj = json.loads((d / "ours.json").read_text())
@@ -648,7 +649,8 @@ def render(args, info, gen, results, total) -> str:
         "",
         f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, avx512f {info['avx512f']}, "
         f"{info['mem_total_gib']:.1f} GiB RAM; torch {torch_v} (torch.set_num_threads({args.threads})), "
-        f"esm3-rs RAYON_NUM_THREADS={args.threads}; torch load mode `{args.torch_load}`; esm3-rs at git "
+        f"esm3-rs RAYON_NUM_THREADS={args.threads}; torch load mode `{args.torch_load}`; "
+        f"children niceness {args.nice:+d}; esm3-rs at git "
         f"{info['git_head'][:12]}" + (" + uncommitted changes" if info["git_tracked_changes"] else "")
         + f" when run (binary built {info['esm3_binary_mtime']}, sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
         "share of the CPUs used by other processes while each child ran (ref/ours): "
@@ -674,6 +676,9 @@ def main() -> None:
                     help="before each child wait up to this many seconds for the machine to be idle (0: don't)")
     ap.add_argument("--quiet-threshold", type=float, default=0.10,
                     help="idle = other processes use less than this share of all CPUs over 5 s (default 0.10)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="niceness increment for the timed children; negative (needs root) gives them "
+                    "priority over other work on a shared machine (default 0)")
     ap.add_argument("--keep-outputs", action="store_true", help="keep every output file under bench-out/forward_bench/")
     # internal
     ap.add_argument("--child", choices=["generate", "torch"], help=argparse.SUPPRESS)

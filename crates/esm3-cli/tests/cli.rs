@@ -1,48 +1,14 @@
 //! End-to-end tests that drive the real `esm3` binary.
 
+mod common;
+use common::*;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use esm3_models::init::{random_weights, write_model_dir};
 use esm3_models::{EsmcConfig, ModelConfig};
-
-fn esm3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3"))
-        .args(args)
-        .output()
-        .expect("run esm3")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn load(p: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 fn tiny_esmc(dir: &Path) -> ModelConfig {
     let config = ModelConfig::Esmc(EsmcConfig {

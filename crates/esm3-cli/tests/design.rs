@@ -2,30 +2,12 @@
 //! (the reference fixtures: ESM3 d64 + VQ-VAE encoder and decoder). Checks that every prompt
 //! constraint holds exactly in the output files.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use esm3_protein::read_chain;
-
-fn esm3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3")).args(args).output().expect("run esm3")
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
-
-fn structures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/structures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -38,8 +20,14 @@ fn copy_dir(from: &Path, to: &Path) {
 fn bundle(root: &Path) -> PathBuf {
     let m = root.join("model");
     copy_dir(&fixtures().join("esm3_d64/model"), &m);
-    copy_dir(&fixtures().join("esm3_structure_encoder_d64/model"), &m.join("structure_encoder"));
-    copy_dir(&fixtures().join("esm3_structure_decoder_d64/model"), &m.join("structure_decoder"));
+    copy_dir(
+        &fixtures().join("esm3_structure_encoder_d64/model"),
+        &m.join("structure_encoder"),
+    );
+    copy_dir(
+        &fixtures().join("esm3_structure_decoder_d64/model"),
+        &m.join("structure_decoder"),
+    );
     m
 }
 
@@ -53,7 +41,21 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
     let model = bundle(tmp.path());
     let out = tmp.path().join("out");
     let run = |dir: &Path, seed: &str| {
-        esm3(&["generate", "--length", "30", "-n", "2", "--num-steps", "6", "--seed", seed, "-o", s(dir), "--model-dir", s(&model)])
+        esm3(&[
+            "generate",
+            "--length",
+            "30",
+            "-n",
+            "2",
+            "--num-steps",
+            "6",
+            "--seed",
+            seed,
+            "-o",
+            s(dir),
+            "--model-dir",
+            s(&model),
+        ])
     };
     ok(&run(&out, "7"));
     for i in 0..2 {
@@ -62,21 +64,34 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
         assert_eq!(summary["seed"], 7 + i);
         let ptm = summary["ptm"].as_f64().unwrap();
         let plddt = summary["mean_plddt"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&ptm) && (0.0..=1.0).contains(&plddt), "{summary}");
+        assert!(
+            (0.0..=1.0).contains(&ptm) && (0.0..=1.0).contains(&plddt),
+            "{summary}"
+        );
         let chain = read_chain(&out.join(format!("design_{i}.pdb")), None).unwrap();
         assert_eq!(chain.len(), 30);
         assert_eq!(chain.sequence, summary["sequence"].as_str().unwrap());
         assert!(!chain.sequence.contains('_'));
         // pLDDT (0–100) is in the B-factor column.
         let mean_b = chain.b_factor.iter().sum::<f32>() / 30.0;
-        assert!((mean_b as f64 - 100.0 * plddt).abs() < 0.05, "{mean_b} vs {plddt}");
+        assert!(
+            (mean_b as f64 - 100.0 * plddt).abs() < 0.05,
+            "{mean_b} vs {plddt}"
+        );
         let text = std::fs::read_to_string(out.join(format!("design_{i}.pdb"))).unwrap();
-        assert!(text.contains("pLDDT"), "the PDB header must say B-factors hold pLDDT");
+        assert!(
+            text.contains("pLDDT"),
+            "the PDB header must say B-factors hold pLDDT"
+        );
     }
     let again = tmp.path().join("again");
     ok(&run(&again, "7"));
     for f in ["design_0.fasta", "design_1.pdb"] {
-        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f}: same seed, same output");
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}: same seed, same output"
+        );
     }
 }
 
@@ -117,7 +132,17 @@ num_steps = 4
     )
     .unwrap();
     let out = tmp.path().join("out");
-    ok(&esm3(&["generate", "--prompt", s(&prompt), "-o", s(&out), "--model-dir", s(&model), "--seed", "3"]));
+    ok(&esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+        "--seed",
+        "3",
+    ]));
     let summary = json(&out.join("scaffold.json"));
     let seq = summary["sequence"].as_str().unwrap();
     assert_eq!(seq.len(), 32);
@@ -125,7 +150,10 @@ num_steps = 4
     assert_eq!(&seq[30..31], "K");
     // Ubiquitin 11-15 = KTITL, fixed by the motif.
     assert_eq!(&seq[5..10], "KTITL");
-    assert!(!seq.contains('C') && !seq.contains('W'), "invalid ids were produced: {seq}");
+    assert!(
+        !seq.contains('C') && !seq.contains('W'),
+        "invalid ids were produced: {seq}"
+    );
     let ss = summary["secondary_structure"].as_str().unwrap();
     assert_eq!(&ss[2..6], "HHHH", "given SS8 positions are kept");
     assert!(!ss.contains('_'), "masked SS8 positions are filled: {ss}");
@@ -133,11 +161,21 @@ num_steps = 4
     let designed = read_chain(&out.join("scaffold.pdb"), None).unwrap();
     let source = read_chain(&ubq, None).unwrap();
     for k in 0..5 {
-        let src = source.residue_index.iter().position(|&r| r == 11 + k).unwrap();
+        let src = source
+            .residue_index
+            .iter()
+            .position(|&r| r == 11 + k)
+            .unwrap();
         for a in 0..37 {
             for c in 0..3 {
-                let (x, y) = (designed.atom37[5 + k as usize][a][c], source.atom37[src][a][c]);
-                assert!(x == y || (x - y).abs() < 1e-3 || (x.is_nan() && y.is_nan()), "motif atom moved: {x} vs {y}");
+                let (x, y) = (
+                    designed.atom37[5 + k as usize][a][c],
+                    source.atom37[src][a][c],
+                );
+                assert!(
+                    x == y || (x - y).abs() < 1e-3 || (x.is_nan() && y.is_nan()),
+                    "motif atom moved: {x} vs {y}"
+                );
             }
         }
     }
@@ -151,13 +189,31 @@ fn fold_and_inverse_fold() {
     let fasta = tmp.path().join("in.fa");
     std::fs::write(&fasta, ">a first\nMKTAYIAKQRQISFVKSHFSRQ\n>b\nGSHMLEDKK\n").unwrap();
     let out = tmp.path().join("folded");
-    ok(&esm3(&["fold", s(&fasta), "-o", s(&out), "--model-dir", s(&model), "--num-steps", "4"]));
+    ok(&esm3(&[
+        "fold",
+        s(&fasta),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+        "--num-steps",
+        "4",
+    ]));
     let a = read_chain(&out.join("a.pdb"), None).unwrap();
     assert_eq!(a.sequence, "MKTAYIAKQRQISFVKSHFSRQ");
     assert!(out.join("b.pdb").is_file() && out.join("b.json").is_file());
 
     let pdb = structures().join("freesasa/1ubq.pdb.gz");
-    let o = esm3(&["inverse-fold", s(&pdb), "--model-dir", s(&model), "-n", "2", "--num-steps", "5"]);
+    let o = esm3(&[
+        "inverse-fold",
+        s(&pdb),
+        "--model-dir",
+        s(&model),
+        "-n",
+        "2",
+        "--num-steps",
+        "5",
+    ]);
     ok(&o);
     let text = String::from_utf8_lossy(&o.stdout);
     let records = esm3_protein::fasta::read_fasta(text.as_bytes(), "stdout").unwrap();
@@ -171,17 +227,34 @@ fn bad_prompts_are_refused_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let model = bundle(tmp.path());
     let cases = [
-        ("length = 10\n[[motif]]\nfile = \"X\"\nresidues = \"1-3\"\nat = 9\n", "X"),
-        ("sequence = \"MKT\"\nsecondary_structure = \"HH\"\n", "secondary_structure has 2 residues, expected 3"),
+        (
+            "length = 10\n[[motif]]\nfile = \"X\"\nresidues = \"1-3\"\nat = 9\n",
+            "X",
+        ),
+        (
+            "sequence = \"MKT\"\nsecondary_structure = \"HH\"\n",
+            "secondary_structure has 2 residues, expected 3",
+        ),
         ("length = 0\n", "length must be at least 1"),
         ("length = 99999\n", "beyond the model's limit"),
     ];
     for (text, want) in cases {
         let p = tmp.path().join("bad.toml");
         std::fs::write(&p, text).unwrap();
-        let o = esm3(&["generate", "--prompt", s(&p), "--model-dir", s(&model), "-o", s(&tmp.path().join("o"))]);
+        let o = esm3(&[
+            "generate",
+            "--prompt",
+            s(&p),
+            "--model-dir",
+            s(&model),
+            "-o",
+            s(&tmp.path().join("o")),
+        ]);
         let e = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && e.contains(want) && e.contains("bad.toml"), "{text}: {e}");
+        assert!(
+            !o.status.success() && e.contains(want) && e.contains("bad.toml"),
+            "{text}: {e}"
+        );
     }
     let o = esm3(&["generate", "--length", "0", "--model-dir", s(&model)]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least 1"));
@@ -200,7 +273,15 @@ fn structure_encode_decode_roundtrip() {
     let tok_file = tmp.path().join("t.json");
     std::fs::write(&tok_file, &o.stdout).unwrap();
     let out = tmp.path().join("d.pdb");
-    ok(&esm3(&["structure", "decode", s(&tok_file), "-o", s(&out), "--model-dir", s(&model)]));
+    ok(&esm3(&[
+        "structure",
+        "decode",
+        s(&tok_file),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]));
     let decoded = read_chain(&out, None).unwrap();
     assert_eq!(decoded.sequence, tokens["sequence"].as_str().unwrap());
     let o = esm3(&["structure", "roundtrip", s(&pdb), "--model-dir", s(&model)]);
@@ -208,6 +289,15 @@ fn structure_encode_decode_roundtrip() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(r["ca_rmsd"].as_f64().unwrap() > 0.0 && r["lddt_ca"].as_f64().unwrap() <= 1.0);
     std::fs::write(&tok_file, "[1, 2, 5000]").unwrap();
-    let o = esm3(&["structure", "decode", s(&tok_file), "-o", s(&out), "--model-dir", s(&model)]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("token 5000 at position 3 is not a structure code"));
+    let o = esm3(&[
+        "structure",
+        "decode",
+        s(&tok_file),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("token 5000 at position 3 is not a structure code"));
 }

@@ -1,22 +1,7 @@
 //! `esm3 embed` and `esm3 score` end to end on the fixture models.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn esm3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3"))
-        .args(args)
-        .output()
-        .expect("run esm3")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::*;
 
 fn scoring() -> serde_json::Value {
     serde_json::from_str(

@@ -20,8 +20,8 @@ pub mod track;
 
 pub use config::{GenerationConfig, PaddingAttention, Schedule, Strategy};
 pub use iterative::{batch_logits, iterative_sampling, GenerationError};
+pub use pipeline::Esm3Pipeline;
+pub use protein::EsmProtein;
 pub use sequence_model::SequenceModel;
 pub use tensor::ProteinTensor;
 pub use track::Track;
-pub use pipeline::Esm3Pipeline;
-pub use protein::EsmProtein;

@@ -76,7 +76,9 @@ impl Esm3Pipeline {
         let n = p.check().map_err(err)?;
         let mut t = ProteinTensor::default();
         if let Some(s) = &p.sequence {
-            let ids = SequenceTokenizer::strict().encode(s).map_err(|e| err(format!("sequence: {e}")))?;
+            let ids = SequenceTokenizer::strict()
+                .encode(s)
+                .map_err(|e| err(format!("sequence: {e}")))?;
             t.sequence = Some(ids.into_iter().map(i64::from).collect());
         }
         if let Some(s) = &p.secondary_structure {
@@ -88,9 +90,17 @@ impl Esm3Pipeline {
             t.sasa = Some(ids.into_iter().map(i64::from).collect());
         }
         if let Some(coords) = &p.coordinates {
-            let chain = ProteinChain::new("prompt", "A", "X".repeat(n), coords.clone(), (1..=n as i32).collect(), vec![' '; n], vec![0.0; n])
-                .map_err(|e| err(e.to_string()))?
-                .normalize_coordinates();
+            let chain = ProteinChain::new(
+                "prompt",
+                "A",
+                "X".repeat(n),
+                coords.clone(),
+                (1..=n as i32).collect(),
+                vec![' '; n],
+                vec![0.0; n],
+            )
+            .map_err(|e| err(e.to_string()))?
+            .normalize_coordinates();
             if let Some(encoder) = &self.encoder {
                 let flat: Vec<f32> = chain.atom37.iter().flatten().flatten().copied().collect();
                 let codes = encoder.encode(
@@ -99,7 +109,11 @@ impl Esm3Pipeline {
                 )?;
                 let mut ids = vec![Track::Structure.bos_id()];
                 for (i, c) in codes.into_iter().enumerate() {
-                    ids.push(if p.has_backbone(i) { c } else { Track::Structure.mask_id() });
+                    ids.push(if p.has_backbone(i) {
+                        c
+                    } else {
+                        Track::Structure.mask_id()
+                    });
                 }
                 ids.push(Track::Structure.eos_id());
                 t.structure = Some(ids);
@@ -121,7 +135,11 @@ impl Esm3Pipeline {
         let mut p = EsmProtein::default();
         if let Some(s) = &t.sequence {
             let ids: Vec<u32> = s.iter().map(|&x| x as u32).collect();
-            p.sequence = Some(SequenceTokenizer::strict().decode(&ids).map_err(|e| err(e.to_string()))?);
+            p.sequence = Some(
+                SequenceTokenizer::strict()
+                    .decode(&ids)
+                    .map_err(|e| err(e.to_string()))?,
+            );
         }
         if let Some(s) = &t.secondary_structure {
             if inner(s).iter().any(|&x| x != 0) {
@@ -167,14 +185,27 @@ impl Esm3Pipeline {
         let mut t = self.encode(protein)?;
         for (k, config) in plan.iter().enumerate() {
             if config.track == Track::Structure && self.decoder.is_none() {
-                tracing::warn!("no structure decoder: generated structure tokens cannot become coordinates");
+                tracing::warn!(
+                    "no structure decoder: generated structure tokens cannot become coordinates"
+                );
             }
             let mut configs = vec![config.clone()];
-            let out = iterative_sampling(&self.esm3, &[t.clone()], &mut configs, self.padding, rng, |s, n| on_step(k, s, n))?;
-            t = out.into_iter().next().expect("one prompt").map_err(|e| match e {
-                GenerationError::Prompt { message, .. } => err(message),
-                other => other,
-            })?;
+            let out = iterative_sampling(
+                &self.esm3,
+                &[t.clone()],
+                &mut configs,
+                self.padding,
+                rng,
+                |s, n| on_step(k, s, n),
+            )?;
+            t = out
+                .into_iter()
+                .next()
+                .expect("one prompt")
+                .map_err(|e| match e {
+                    GenerationError::Prompt { message, .. } => err(message),
+                    other => other,
+                })?;
             // A structure just generated replaces the prompt's coordinates in what follows.
             if config.track == Track::Structure {
                 t.coordinates = None;

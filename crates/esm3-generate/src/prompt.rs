@@ -95,7 +95,10 @@ fn parse_range(text: &str) -> Option<(i32, i32)> {
 
 /// The default plan: sequence, then structure.
 pub fn default_plan() -> Vec<GenerationConfig> {
-    vec![GenerationConfig::new(Track::Sequence), GenerationConfig::new(Track::Structure)]
+    vec![
+        GenerationConfig::new(Track::Sequence),
+        GenerationConfig::new(Track::Structure),
+    ]
 }
 
 impl Prompt {
@@ -107,7 +110,10 @@ impl Prompt {
         } else {
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         };
-        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "design".into());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "design".into());
         let base = path.parent().unwrap_or(Path::new("."));
         Prompt::build(file, &stem, base).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -127,17 +133,29 @@ impl Prompt {
             return Err("length must be at least 1".into());
         }
         if length > MAX_LENGTH {
-            return Err(format!("length {length} is beyond the model's limit of {MAX_LENGTH} residues"));
+            return Err(format!(
+                "length {length} is beyond the model's limit of {MAX_LENGTH} residues"
+            ));
         }
         let check_len = |what: &str, n: Option<usize>| match n {
             Some(n) if n != length => Err(format!("{what} has {n} residues, expected {length}")),
             _ => Ok(()),
         };
-        check_len("secondary_structure", file.secondary_structure.as_ref().map(|s| s.chars().count()))?;
+        check_len(
+            "secondary_structure",
+            file.secondary_structure.as_ref().map(|s| s.chars().count()),
+        )?;
         check_len("sasa", file.sasa.as_ref().map(Vec::len))?;
         if let Some(ss) = &file.secondary_structure {
-            if let Some((i, c)) = ss.chars().enumerate().find(|(_, c)| !"GHITEBSC_".contains(*c)) {
-                return Err(format!("secondary_structure: '{c}' at position {} is not one of GHITEBSC or _", i + 1));
+            if let Some((i, c)) = ss
+                .chars()
+                .enumerate()
+                .find(|(_, c)| !"GHITEBSC_".contains(*c))
+            {
+                return Err(format!(
+                    "secondary_structure: '{c}' at position {} is not one of GHITEBSC or _",
+                    i + 1
+                ));
             }
         }
         let mut sequence: Vec<char> = file
@@ -150,9 +168,19 @@ impl Prompt {
         let mut motifs = Vec::new();
         let mut taken = vec![None::<usize>; length];
         for (k, m) in file.motif.iter().enumerate() {
-            let label = format!("motif {} ({} residues {})", k + 1, m.file.display(), m.residues);
-            let path = if m.file.is_absolute() { m.file.clone() } else { base.join(&m.file) };
-            let chain = read_chain(&path, m.chain.as_deref()).map_err(|e| format!("{label}: {e}"))?;
+            let label = format!(
+                "motif {} ({} residues {})",
+                k + 1,
+                m.file.display(),
+                m.residues
+            );
+            let path = if m.file.is_absolute() {
+                m.file.clone()
+            } else {
+                base.join(&m.file)
+            };
+            let chain =
+                read_chain(&path, m.chain.as_deref()).map_err(|e| format!("{label}: {e}"))?;
             let (from, to) = parse_range(&m.residues)
                 .filter(|(a, b)| a <= b)
                 .ok_or_else(|| format!("{label}: residues must look like `10-25` or `12`"))?;
@@ -177,7 +205,11 @@ impl Prompt {
             let positions: Vec<usize> = (m.at - 1..m.at - 1 + picked.len()).collect();
             for (&pos, &src) in positions.iter().zip(&picked) {
                 if let Some(other) = taken[pos] {
-                    return Err(format!("{label} overlaps motif {} at position {}", other + 1, pos + 1));
+                    return Err(format!(
+                        "{label} overlaps motif {} at position {}",
+                        other + 1,
+                        pos + 1
+                    ));
                 }
                 taken[pos] = Some(k);
                 coords[pos] = chain.atom37[src];
@@ -199,14 +231,21 @@ impl Prompt {
                 positions,
             });
         }
-        let plan = if file.generate.is_empty() { default_plan() } else { file.generate };
+        let plan = if file.generate.is_empty() {
+            default_plan()
+        } else {
+            file.generate
+        };
         for (i, c) in plan.iter().enumerate() {
-            c.validate().map_err(|e| format!("generate step {}: {e}", i + 1))?;
+            c.validate()
+                .map_err(|e| format!("generate step {}: {e}", i + 1))?;
         }
         let protein = EsmProtein {
             sequence: Some(sequence.into_iter().collect()),
             secondary_structure: file.secondary_structure,
-            sasa: file.sasa.map(|v| v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()),
+            sasa: file
+                .sasa
+                .map(|v| v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()),
             coordinates: (!motifs.is_empty()).then_some(coords),
             ..Default::default()
         };
@@ -219,7 +258,11 @@ impl Prompt {
     }
 
     /// A prompt of `length` fully masked residues.
-    pub fn unconditional(name: &str, length: usize, plan: Vec<GenerationConfig>) -> Result<Prompt, String> {
+    pub fn unconditional(
+        name: &str,
+        length: usize,
+        plan: Vec<GenerationConfig>,
+    ) -> Result<Prompt, String> {
         Prompt::build(
             PromptFile {
                 name: Some(name.into()),
@@ -234,6 +277,71 @@ impl Prompt {
             Path::new("."),
         )
     }
+}
+
+/// Puts each motif back exactly as given: the generated structure is superposed onto the motif's
+/// backbone (N, CA, C), then the motif residues' atoms are written in place. Returns each motif's
+/// backbone RMSD (Å) after superposition and before the atoms were replaced — how well the
+/// generated scaffold itself matches the motif.
+pub fn restore_motifs(protein: &mut EsmProtein, motifs: &[PlacedMotif]) -> Vec<Option<f64>> {
+    use esm3_protein::metrics::superpose;
+    use esm3_protein::residue_constants::{C, CA, N};
+    let Some(coords) = protein.coordinates.as_mut() else {
+        return vec![None; motifs.len()];
+    };
+    let mut mobile = Vec::new();
+    let mut target = Vec::new();
+    for m in motifs {
+        for (&p, given) in m.positions.iter().zip(&m.atom37) {
+            for a in [N, CA, C] {
+                if given[a].iter().all(|v| v.is_finite())
+                    && coords[p][a].iter().all(|v| v.is_finite())
+                {
+                    mobile.push(coords[p][a]);
+                    target.push(given[a]);
+                }
+            }
+        }
+    }
+    let Some(fit) = superpose(&mobile, &target, None) else {
+        return vec![None; motifs.len()];
+    };
+    let moved = |p: Vec3| -> Vec3 {
+        if p.iter().all(|v| v.is_finite()) {
+            let q = fit.apply(p);
+            [q.x as f32, q.y as f32, q.z as f32]
+        } else {
+            p
+        }
+    };
+    for residue in coords.iter_mut() {
+        for atom in residue.iter_mut() {
+            *atom = moved(*atom);
+        }
+    }
+    motifs
+        .iter()
+        .map(|m| {
+            let mut sq = 0f64;
+            let mut n = 0usize;
+            for (&p, given) in m.positions.iter().zip(&m.atom37) {
+                for a in [N, CA, C] {
+                    if given[a].iter().all(|v| v.is_finite())
+                        && coords[p][a].iter().all(|v| v.is_finite())
+                    {
+                        sq += (0..3)
+                            .map(|k| ((coords[p][a][k] - given[a][k]) as f64).powi(2))
+                            .sum::<f64>();
+                        n += 1;
+                    }
+                }
+            }
+            for (&p, given) in m.positions.iter().zip(&m.atom37) {
+                coords[p] = *given;
+            }
+            (n > 0).then(|| (sq / n as f64).sqrt())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -273,9 +381,15 @@ mod tests {
     #[test]
     fn bad_prompts_say_what_is_wrong() {
         let e = parse("length = 10\n[[motif]]\nfile = \"freesasa/1ubq.pdb.gz\"\nresidues = \"10-14\"\nat = 8\n").unwrap_err();
-        assert!(e.contains("would end at 12, outside the protein (length 10)"), "{e}");
+        assert!(
+            e.contains("would end at 12, outside the protein (length 10)"),
+            "{e}"
+        );
         let e = parse("sequence = \"MKT\"\nsecondary_structure = \"HH\"\n").unwrap_err();
-        assert!(e.contains("secondary_structure has 2 residues, expected 3"), "{e}");
+        assert!(
+            e.contains("secondary_structure has 2 residues, expected 3"),
+            "{e}"
+        );
         let e = parse("length = 0\n").unwrap_err();
         assert!(e.contains("at least 1"), "{e}");
         let e = parse("length = 5000\n").unwrap_err();
@@ -289,63 +403,4 @@ mod tests {
         let e = parse("length = 3\nbogus = 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
     }
-}
-
-/// Puts each motif back exactly as given: the generated structure is superposed onto the motif's
-/// backbone (N, CA, C), then the motif residues' atoms are written in place. Returns each motif's
-/// backbone RMSD (Å) after superposition and before the atoms were replaced — how well the
-/// generated scaffold itself matches the motif.
-pub fn restore_motifs(protein: &mut EsmProtein, motifs: &[PlacedMotif]) -> Vec<Option<f64>> {
-    use esm3_protein::metrics::superpose;
-    use esm3_protein::residue_constants::{C, CA, N};
-    let Some(coords) = protein.coordinates.as_mut() else {
-        return vec![None; motifs.len()];
-    };
-    let mut mobile = Vec::new();
-    let mut target = Vec::new();
-    for m in motifs {
-        for (&p, given) in m.positions.iter().zip(&m.atom37) {
-            for a in [N, CA, C] {
-                if given[a].iter().all(|v| v.is_finite()) && coords[p][a].iter().all(|v| v.is_finite()) {
-                    mobile.push(coords[p][a]);
-                    target.push(given[a]);
-                }
-            }
-        }
-    }
-    let Some(fit) = superpose(&mobile, &target, None) else {
-        return vec![None; motifs.len()];
-    };
-    let moved = |p: Vec3| -> Vec3 {
-        if p.iter().all(|v| v.is_finite()) {
-            let q = fit.apply(p);
-            [q.x as f32, q.y as f32, q.z as f32]
-        } else {
-            p
-        }
-    };
-    for residue in coords.iter_mut() {
-        for atom in residue.iter_mut() {
-            *atom = moved(*atom);
-        }
-    }
-    motifs
-        .iter()
-        .map(|m| {
-            let mut sq = 0f64;
-            let mut n = 0usize;
-            for (&p, given) in m.positions.iter().zip(&m.atom37) {
-                for a in [N, CA, C] {
-                    if given[a].iter().all(|v| v.is_finite()) && coords[p][a].iter().all(|v| v.is_finite()) {
-                        sq += (0..3).map(|k| ((coords[p][a][k] - given[a][k]) as f64).powi(2)).sum::<f64>();
-                        n += 1;
-                    }
-                }
-            }
-            for (&p, given) in m.positions.iter().zip(&m.atom37) {
-                coords[p] = *given;
-            }
-            (n > 0).then(|| (sq / n as f64).sqrt())
-        })
-        .collect()
 }

@@ -30,14 +30,25 @@ impl EsmProtein {
             .or(self.coordinates.as_ref().map(Vec::len))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len().is_none_or(|n| n == 0)
+    }
+
     /// Checks every track has the same number of residues.
     pub fn check(&self) -> Result<usize, String> {
-        let n = self.len().ok_or("the protein has no track to take its length from")?;
+        let n = self
+            .len()
+            .ok_or("the protein has no track to take its length from")?;
         let check = |what: &str, len: Option<usize>| match len {
-            Some(l) if l != n => Err(format!("{what} has {l} residues, expected {n} like the sequence")),
+            Some(l) if l != n => Err(format!(
+                "{what} has {l} residues, expected {n} like the sequence"
+            )),
             _ => Ok(()),
         };
-        check("secondary_structure", self.secondary_structure.as_ref().map(|s| s.chars().count()))?;
+        check(
+            "secondary_structure",
+            self.secondary_structure.as_ref().map(|s| s.chars().count()),
+        )?;
         check("sasa", self.sasa.as_ref().map(Vec::len))?;
         check("coordinates", self.coordinates.as_ref().map(Vec::len))?;
         check("plddt", self.plddt.as_ref().map(Vec::len))?;
@@ -58,7 +69,11 @@ impl EsmProtein {
     /// A chain for writing files: residues numbered 1..L, chain `A`, pLDDT (×100) as B-factor.
     pub fn to_chain(&self, id: &str) -> Result<ProteinChain, String> {
         let n = self.check()?;
-        let sequence = self.sequence.clone().unwrap_or_else(|| "X".repeat(n)).replace('_', "X");
+        let sequence = self
+            .sequence
+            .clone()
+            .unwrap_or_else(|| "X".repeat(n))
+            .replace('_', "X");
         let atom37 = self
             .coordinates
             .clone()
@@ -68,14 +83,24 @@ impl EsmProtein {
             .as_ref()
             .map(|p| p.iter().map(|v| v * 100.0).collect())
             .unwrap_or_else(|| vec![0.0; n]);
-        ProteinChain::new(id, "A", sequence, atom37, (1..=n as i32).collect(), vec![' '; n], b)
-            .map_err(|e| e.to_string())
+        ProteinChain::new(
+            id,
+            "A",
+            sequence,
+            atom37,
+            (1..=n as i32).collect(),
+            vec![' '; n],
+            b,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Whether residue `i` has N, CA and C.
     pub fn has_backbone(&self, i: usize) -> bool {
-        self.coordinates
-            .as_ref()
-            .is_some_and(|c| [N, CA, C].iter().all(|&a| c[i][a].iter().all(|v| v.is_finite())))
+        self.coordinates.as_ref().is_some_and(|c| {
+            [N, CA, C]
+                .iter()
+                .all(|&a| c[i][a].iter().all(|v| v.is_finite()))
+        })
     }
 }

@@ -139,12 +139,12 @@ fn check_heads(d_model: usize, n_heads: usize, n_layers: usize) -> std::result::
     if d_model == 0 || n_heads == 0 || n_layers == 0 {
         return Err("d_model, n_heads and n_layers must be positive".into());
     }
-    if d_model % n_heads != 0 {
+    if !d_model.is_multiple_of(n_heads) {
         return Err(format!(
             "d_model {d_model} is not divisible by n_heads {n_heads}"
         ));
     }
-    if (d_model / n_heads) % 2 != 0 {
+    if !(d_model / n_heads).is_multiple_of(2) {
         return Err(format!(
             "head width d_model/n_heads = {} must be even for rotary embeddings",
             d_model / n_heads

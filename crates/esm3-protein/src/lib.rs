@@ -3,13 +3,13 @@
 //! This crate knows nothing about tensors: it works on plain `f32` arrays so that the same code
 //! serves the model input path, file readers and metrics, and can be property-tested cheaply.
 
-pub mod dssp;
 pub mod chain;
+pub mod dssp;
 pub mod fasta;
 pub mod frames;
 pub mod io;
-pub mod residue_constants;
 pub mod metrics;
+pub mod residue_constants;
 pub mod sasa;
 
 pub use chain::ProteinChain;

@@ -49,10 +49,18 @@ impl SamplingArgs {
             base.temperature = t;
         }
         if let Some(s) = &self.strategy {
-            base.strategy = if s == "entropy" { Strategy::Entropy } else { Strategy::Random };
+            base.strategy = if s == "entropy" {
+                Strategy::Entropy
+            } else {
+                Strategy::Random
+            };
         }
         if let Some(s) = &self.schedule {
-            base.schedule = if s == "linear" { Schedule::Linear } else { Schedule::Cosine };
+            base.schedule = if s == "linear" {
+                Schedule::Linear
+            } else {
+                Schedule::Cosine
+            };
         }
         if let Some(p) = self.top_p {
             base.top_p = p;
@@ -75,13 +83,24 @@ impl Designer {
         let pipeline = Esm3Pipeline::load(&path, &model.device.load_options()?)
             .with_context(|| format!("loading {}", path.display()))?;
         if pipeline.decoder.is_none() {
-            tracing::warn!("{} has no structure_decoder/: outputs will have no generated coordinates", path.display());
+            tracing::warn!(
+                "{} has no structure_decoder/: outputs will have no generated coordinates",
+                path.display()
+            );
         }
-        Ok(Self { pipeline, model_path: path })
+        Ok(Self {
+            pipeline,
+            model_path: path,
+        })
     }
 
     /// Runs a prompt's plan with a seed; motifs are restored exactly afterwards.
-    pub fn run(&self, prompt: &Prompt, seed: u64, show_progress: bool) -> Result<(EsmProtein, Vec<Option<f64>>)> {
+    pub fn run(
+        &self,
+        prompt: &Prompt,
+        seed: u64,
+        show_progress: bool,
+    ) -> Result<(EsmProtein, Vec<Option<f64>>)> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let mut plan = prompt.plan.clone();
         if !prompt.motifs.is_empty() {
@@ -120,12 +139,22 @@ pub fn write_design(
     let sequence = protein.sequence.clone().unwrap_or_default();
     let fasta = dir.join(format!("{name}.fasta"));
     let mut buf = Vec::new();
-    write_fasta(&mut buf, &[FastaRecord { id: name.to_string(), description: String::new(), sequence: sequence.clone() }])?;
+    write_fasta(
+        &mut buf,
+        &[FastaRecord {
+            id: name.to_string(),
+            description: String::new(),
+            sequence: sequence.clone(),
+        }],
+    )?;
     std::fs::write(&fasta, buf).with_context(|| format!("writing {}", fasta.display()))?;
     let mut structure_file = None;
     if protein.coordinates.is_some() && !sequence.contains('_') {
         let chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
-        let plddt100: Option<Vec<f32>> = protein.plddt.as_ref().map(|p| p.iter().map(|v| v * 100.0).collect());
+        let plddt100: Option<Vec<f32>> = protein
+            .plddt
+            .as_ref()
+            .map(|p| p.iter().map(|v| v * 100.0).collect());
         let (path, mut buf) = match format {
             StructureFormat::Pdb => (dir.join(format!("{name}.pdb")), Vec::new()),
             StructureFormat::Cif => (dir.join(format!("{name}.cif")), Vec::new()),
@@ -137,7 +166,10 @@ pub fn write_design(
         std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
         structure_file = Some(path.file_name().unwrap().to_string_lossy().to_string());
     }
-    let mean_plddt = protein.plddt.as_ref().map(|p| p.iter().sum::<f32>() / p.len().max(1) as f32);
+    let mean_plddt = protein
+        .plddt
+        .as_ref()
+        .map(|p| p.iter().sum::<f32>() / p.len().max(1) as f32);
     let mut summary = serde_json::json!({
         "name": name,
         "length": sequence.chars().count(),
@@ -147,7 +179,8 @@ pub fn write_design(
         "ptm": protein.ptm,
         "structure_file": structure_file,
     });
-    if let (Some(obj), serde_json::Value::Object(extra)) = (summary.as_object_mut(), summary_extra) {
+    if let (Some(obj), serde_json::Value::Object(extra)) = (summary.as_object_mut(), summary_extra)
+    {
         obj.extend(extra);
     }
     let json = dir.join(format!("{name}.json"));

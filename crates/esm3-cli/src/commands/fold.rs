@@ -33,7 +33,10 @@ pub fn run(args: Args) -> Result<()> {
     let records = read_fasta_file(&args.input)?;
     let designer = Designer::load(&args.model)?;
     if designer.pipeline.decoder.is_none() {
-        anyhow::bail!("{}: folding needs a structure decoder (structure_decoder/ in the model directory)", designer.model_path.display());
+        anyhow::bail!(
+            "{}: folding needs a structure decoder (structure_decoder/ in the model directory)",
+            designer.model_path.display()
+        );
     }
     let mut config = GenerationConfig::new(Track::Structure);
     config.strategy = Strategy::Entropy;
@@ -45,24 +48,50 @@ pub fn run(args: Args) -> Result<()> {
     for r in &records {
         let n = r.sequence.chars().count();
         if n > MAX_LENGTH {
-            anyhow::bail!("{}: record `{}` has {n} residues, beyond the model's limit of {MAX_LENGTH}", args.input.display(), r.id);
+            anyhow::bail!(
+                "{}: record `{}` has {n} residues, beyond the model's limit of {MAX_LENGTH}",
+                args.input.display(),
+                r.id
+            );
         }
         let prompt = Prompt {
             name: r.id.clone(),
-            protein: EsmProtein { sequence: Some(r.sequence.clone()), ..Default::default() },
+            protein: EsmProtein {
+                sequence: Some(r.sequence.clone()),
+                ..Default::default()
+            },
             motifs: Vec::new(),
             plan: vec![config.clone()],
         };
         let (protein, _) = designer
             .run(&prompt, args.seed, records.len() == 1)
             .with_context(|| format!("{}: record `{}`", args.input.display(), r.id))?;
-        let safe: String = r.id.chars().map(|c| if c.is_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-        write_design(&args.output, &safe, &protein, args.format, serde_json::json!({
-            "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
-        }))?;
+        let safe: String =
+            r.id.chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+        write_design(
+            &args.output,
+            &safe,
+            &protein,
+            args.format,
+            serde_json::json!({
+                "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
+            }),
+        )?;
         pb.inc(1);
     }
     pb.finish_and_clear();
-    eprintln!("folded {} sequences -> {}", records.len(), args.output.display());
+    eprintln!(
+        "folded {} sequences -> {}",
+        records.len(),
+        args.output.display()
+    );
     Ok(())
 }

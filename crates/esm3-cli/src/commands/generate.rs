@@ -44,7 +44,10 @@ pub fn run(args: Args) -> Result<()> {
             let tracks: Vec<Track> = if args.track.is_empty() {
                 vec![Track::Sequence, Track::Structure]
             } else {
-                args.track.iter().map(|t| Track::from_name(t).expect("validated by clap")).collect()
+                args.track
+                    .iter()
+                    .map(|t| Track::from_name(t).expect("validated by clap"))
+                    .collect()
             };
             let plan = tracks.into_iter().map(GenerationConfig::new).collect();
             Prompt::unconditional("design", n, plan).map_err(anyhow::Error::msg)?
@@ -52,7 +55,9 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => bail!("give --length N or --prompt FILE"),
     };
     if args.prompt.is_some() && !args.track.is_empty() {
-        bail!("--track applies without a prompt file; a prompt file says its tracks in [[generate]]");
+        bail!(
+            "--track applies without a prompt file; a prompt file says its tracks in [[generate]]"
+        );
     }
     for c in prompt.plan.iter_mut() {
         *c = args.sampling.apply(c.clone());
@@ -61,7 +66,11 @@ pub fn run(args: Args) -> Result<()> {
     let designer = Designer::load(&args.model)?;
     for i in 0..args.num_outputs {
         let seed = args.seed + i as u64;
-        let name = if args.num_outputs == 1 { prompt.name.clone() } else { format!("{}_{i}", prompt.name) };
+        let name = if args.num_outputs == 1 {
+            prompt.name.clone()
+        } else {
+            format!("{}_{i}", prompt.name)
+        };
         let (protein, motif_rmsd) = designer.run(&prompt, seed, true)?;
         let summary = write_design(
             &args.output,
@@ -78,8 +87,12 @@ pub fn run(args: Args) -> Result<()> {
         println!(
             "{name}\tlength {}\tmean pLDDT {}\tpTM {}",
             summary["length"],
-            summary["mean_plddt"].as_f64().map_or("-".into(), |v| format!("{v:.3}")),
-            summary["ptm"].as_f64().map_or("-".into(), |v| format!("{v:.3}")),
+            summary["mean_plddt"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.3}")),
+            summary["ptm"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.3}")),
         );
     }
     Ok(())

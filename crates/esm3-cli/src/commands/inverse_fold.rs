@@ -43,14 +43,23 @@ pub fn run(args: Args) -> Result<()> {
     let config = args.sampling.apply(config);
     config.validate().map_err(anyhow::Error::msg)?;
     let mut records = Vec::new();
-    let pb = bar((args.inputs.len() * args.num_outputs) as u64, "inverse folding");
+    let pb = bar(
+        (args.inputs.len() * args.num_outputs) as u64,
+        "inverse folding",
+    );
     for path in &args.inputs {
         let chain = read_chain(path, args.chain.as_deref())?;
-        let stem = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = path
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let stem = stem.split('.').next().unwrap_or("structure").to_string();
         let prompt = Prompt {
             name: format!("{stem}_{}", chain.chain_id),
-            protein: EsmProtein { coordinates: Some(chain.atom37.clone()), ..EsmProtein::default() },
+            protein: EsmProtein {
+                coordinates: Some(chain.atom37.clone()),
+                ..EsmProtein::default()
+            },
             motifs: Vec::new(),
             plan: vec![config.clone()],
         };
@@ -60,11 +69,22 @@ pub fn run(args: Args) -> Result<()> {
                 .run(&prompt, seed, false)
                 .with_context(|| format!("{}: chain {}", path.display(), chain.chain_id))?;
             let designed = protein.sequence.unwrap_or_default();
-            let recovery = designed.chars().zip(chain.sequence.chars()).filter(|(a, b)| a == b).count() as f64
+            let recovery = designed
+                .chars()
+                .zip(chain.sequence.chars())
+                .filter(|(a, b)| a == b)
+                .count() as f64
                 / chain.sequence.chars().count().max(1) as f64;
             records.push(FastaRecord {
-                id: if args.num_outputs == 1 { prompt.name.clone() } else { format!("{}_{i}", prompt.name) },
-                description: format!("seed={seed} recovery={recovery:.3} source={}", path.display()),
+                id: if args.num_outputs == 1 {
+                    prompt.name.clone()
+                } else {
+                    format!("{}_{i}", prompt.name)
+                },
+                description: format!(
+                    "seed={seed} recovery={recovery:.3} source={}",
+                    path.display()
+                ),
                 sequence: designed,
             });
             pb.inc(1);

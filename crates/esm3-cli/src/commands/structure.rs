@@ -61,16 +61,27 @@ pub struct VqvaeArgs {
 
 impl VqvaeArgs {
     fn dir(&self, sub: &str) -> Result<PathBuf> {
-        let base = super::model::ModelArgs { model_dir: self.model_dir.clone(), device: self.device.clone() }.resolve()?;
+        let base = super::model::ModelArgs {
+            model_dir: self.model_dir.clone(),
+            device: self.device.clone(),
+        }
+        .resolve()?;
         let nested = base.join(sub);
-        Ok(if nested.join("config.json").is_file() { nested } else { base })
+        Ok(if nested.join("config.json").is_file() {
+            nested
+        } else {
+            base
+        })
     }
 
     fn encoder(&self) -> Result<StructureTokenEncoder> {
         let dir = self.dir(ENCODER_DIR)?;
         match ModelDir::open(&dir)?.load(&self.device.load_options()?)? {
             LoadedModel::StructureEncoder(e) => Ok(e),
-            _ => bail!("{}: not a structure encoder (and no {ENCODER_DIR}/ inside)", dir.display()),
+            _ => bail!(
+                "{}: not a structure encoder (and no {ENCODER_DIR}/ inside)",
+                dir.display()
+            ),
         }
     }
 
@@ -78,7 +89,10 @@ impl VqvaeArgs {
         let dir = self.dir(DECODER_DIR)?;
         match ModelDir::open(&dir)?.load(&self.device.load_options()?)? {
             LoadedModel::StructureDecoder(d) => Ok(d),
-            _ => bail!("{}: not a structure decoder (and no {DECODER_DIR}/ inside)", dir.display()),
+            _ => bail!(
+                "{}: not a structure decoder (and no {DECODER_DIR}/ inside)",
+                dir.display()
+            ),
         }
     }
 }
@@ -88,7 +102,13 @@ impl VqvaeArgs {
 fn encode_chain(encoder: &StructureTokenEncoder, chain: &ProteinChain) -> Result<Vec<i64>> {
     let n = chain.len();
     let normalized = chain.normalize_coordinates();
-    let flat: Vec<f32> = normalized.atom37.iter().flatten().flatten().copied().collect();
+    let flat: Vec<f32> = normalized
+        .atom37
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .collect();
     Ok(encoder.encode(
         &HostArray::new(vec![n, ATOM_TYPE_NUM, 3], flat),
         Some(&(1..=n as i64).collect::<Vec<_>>()),
@@ -113,10 +133,22 @@ fn write_structure(path: &Path, chain: &ProteinChain, plddt: &[f32]) -> Result<(
     std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))
 }
 
-fn decoded_chain(id: &str, sequence: &str, atom37: Vec<[[f32; 3]; ATOM_TYPE_NUM]>) -> Result<ProteinChain> {
+fn decoded_chain(
+    id: &str,
+    sequence: &str,
+    atom37: Vec<[[f32; 3]; ATOM_TYPE_NUM]>,
+) -> Result<ProteinChain> {
     let n = atom37.len();
-    ProteinChain::new(id, "A", sequence, atom37, (1..=n as i32).collect(), vec![' '; n], vec![0.0; n])
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    ProteinChain::new(
+        id,
+        "A",
+        sequence,
+        atom37,
+        (1..=n as i32).collect(),
+        vec![' '; n],
+        vec![0.0; n],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn run(command: Command) -> Result<()> {
@@ -132,15 +164,36 @@ pub fn run(command: Command) -> Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
-        Command::Decode { tokens, output, model } => {
-            let text = std::fs::read_to_string(&tokens).with_context(|| format!("reading {}", tokens.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: expected JSON from `esm3 structure encode` or a list of ids", tokens.display()))?;
+        Command::Decode {
+            tokens,
+            output,
+            model,
+        } => {
+            let text = std::fs::read_to_string(&tokens)
+                .with_context(|| format!("reading {}", tokens.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected JSON from `esm3 structure encode` or a list of ids",
+                    tokens.display()
+                )
+            })?;
             let list = value.get("structure_tokens").unwrap_or(&value);
-            let codes: Vec<i64> = serde_json::from_value(list.clone())
-                .with_context(|| format!("{}: `structure_tokens` must be a list of integers", tokens.display()))?;
-            if let Some((i, c)) = codes.iter().enumerate().find(|(_, c)| !(0..4096).contains(*c)) {
-                bail!("{}: token {c} at position {} is not a structure code (0..4096)", tokens.display(), i + 1);
+            let codes: Vec<i64> = serde_json::from_value(list.clone()).with_context(|| {
+                format!(
+                    "{}: `structure_tokens` must be a list of integers",
+                    tokens.display()
+                )
+            })?;
+            if let Some((i, c)) = codes
+                .iter()
+                .enumerate()
+                .find(|(_, c)| !(0..4096).contains(*c))
+            {
+                bail!(
+                    "{}: token {c} at position {} is not a structure code (0..4096)",
+                    tokens.display(),
+                    i + 1
+                );
             }
             if codes.is_empty() {
                 bail!("{}: no structure tokens", tokens.display());
@@ -151,21 +204,40 @@ pub fn run(command: Command) -> Result<()> {
                 .map(str::to_string)
                 .unwrap_or_else(|| "G".repeat(codes.len()));
             if sequence.chars().count() != codes.len() {
-                bail!("{}: sequence has {} residues but there are {} tokens", tokens.display(), sequence.chars().count(), codes.len());
+                bail!(
+                    "{}: sequence has {} residues but there are {} tokens",
+                    tokens.display(),
+                    sequence.chars().count(),
+                    codes.len()
+                );
             }
             let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
             let chain = decoded_chain("decoded", &sequence, d.atom37)?;
             write_structure(&output, &chain, &d.plddt)?;
             let mean = d.plddt.iter().sum::<f32>() / d.plddt.len() as f32;
-            println!("wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}", output.display(), codes.len(), d.ptm);
+            println!(
+                "wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}",
+                output.display(),
+                codes.len(),
+                d.ptm
+            );
         }
-        Command::Roundtrip { file, chain, output, model } => {
+        Command::Roundtrip {
+            file,
+            chain,
+            output,
+            model,
+        } => {
             let c = read_chain(&file, chain.as_deref())?;
             let codes = encode_chain(&model.encoder()?, &c)?;
             let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
             let truth: Vec<[f32; 3]> = c.atom37.iter().map(|r| r[CA]).collect();
             let pred: Vec<[f32; 3]> = d.atom37.iter().map(|r| r[CA]).collect();
-            let mask: Vec<bool> = truth.iter().zip(&pred).map(|(a, b)| a.iter().chain(b).all(|v| v.is_finite())).collect();
+            let mask: Vec<bool> = truth
+                .iter()
+                .zip(&pred)
+                .map(|(a, b)| a.iter().chain(b).all(|v| v.is_finite()))
+                .collect();
             let rmsd = superposed_rmsd(&pred, &truth, Some(&mask)).map(|(r, _)| r);
             let l = lddt(&pred, &truth, &mask, 15.0);
             if let Some(out) = &output {

@@ -1,0 +1,61 @@
+//! Helpers shared by the end-to-end tests: running the real binary and finding test data.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{Device, Tensor};
+
+/// Runs the `esm3` binary built for these tests.
+pub fn esm3(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_esm3"))
+        .args(args)
+        .output()
+        .expect("run esm3")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, showing both streams otherwise.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(o)
+    );
+}
+
+/// The reference parity fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
+}
+
+/// `shared/data/structures` beside the project.
+pub fn structures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/structures")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn load(p: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
