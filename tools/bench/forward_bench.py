@@ -229,16 +229,19 @@ def child_torch(args) -> None:
         t = time.perf_counter()
         out = model(**inputs)
         warm = time.perf_counter() - t
+        timed_from = time.time()
         for _ in range(args.repeats):
             t = time.perf_counter()
             out = model(**inputs)
             times.append(time.perf_counter() - t)
+        timed_to = time.time()
     outputs = {k: getattr(out, k).detach().float().contiguous() for k in OUTPUT_NAMES}
     safetensors.torch.save_file(outputs, args.output)
     res = {
         "load_s": load_s,
         "warmup_s": warm,
         "forward_s": times,
+        "timed_window": [timed_from, timed_to],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_parallel_info": torch.__config__.parallel_info(),
@@ -283,20 +286,26 @@ def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = N
     out = open(log_path, "w") if log_path else None
     load_before = Path("/proc/loadavg").read_text().split()[0]
     busy0 = cpu_busy_s()
+    started_at = time.time()
     t = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                          preexec_fn=(lambda: os.nice(nice)) if nice else None)
     peaks = {"RssAnon": 0, "RssFile": 0}
+    timeline: list[tuple[float, int]] = []  # (time.time(), VmRSS KiB)
     done = threading.Event()
 
     def sample() -> None:  # anonymous vs file-backed (mmap) resident memory, every 50 ms
         while not done.wait(0.05):
             try:
+                now = {}
                 for line in open(f"/proc/{p.pid}/status"):
                     k = line.split(":")[0]
-                    if k in peaks:
-                        peaks[k] = max(peaks[k], int(line.split()[1]))
-            except (OSError, ValueError, IndexError):
+                    if k in peaks or k == "VmRSS":
+                        now[k] = int(line.split()[1])
+                for k in peaks:
+                    peaks[k] = max(peaks[k], now[k])
+                timeline.append((time.time(), now["VmRSS"]))
+            except (OSError, ValueError, IndexError, KeyError):
                 pass
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -315,6 +324,8 @@ def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = N
         "peak_rss_gib": ru.ru_maxrss * 1024 / 2**30,  # Linux ru_maxrss is KiB
         "peak_rss_anon_gib": peaks["RssAnon"] / 2**20,  # sampled, KiB
         "peak_rss_file_gib": peaks["RssFile"] / 2**20,
+        "started_at": started_at,
+        "rss_timeline": timeline,
         "user_s": ru.ru_utime,
         "sys_s": ru.ru_stime,
         "loadavg_1m_before": float(load_before),
@@ -324,6 +335,14 @@ def run_child(cmd: list[str], env: dict | None = None, log_path: Path | None = N
         "foreign_frac": max(0.0, foreign) / (wall * (os.cpu_count() or 1)),
         **q,
     }
+
+
+def window_rss(child: dict, t0: float, t1: float) -> None:
+    """Max sampled RSS inside [t0, t1] (the timed forwards): the steady state after loading.
+    Moves the timeline out of the result (it is long)."""
+    tl = child.pop("rss_timeline", [])
+    inside = [kib for (t, kib) in tl if t0 + 0.1 <= t <= t1 - 0.1]
+    child["forward_rss_gib"] = max(inside) / 2**20 if inside else float("nan")
 
 
 def model_is_cached() -> bool:
@@ -545,13 +564,15 @@ def orchestrate(args) -> None:
             rj = json.loads((d / "ref.json").read_text())
             r.update(load_s=rj["load_s"], warmup_s=rj["warmup_s"], forward_s=rj["forward_s"],
                      torch=rj["torch"], torch_threads=rj["torch_threads"])
+            window_rss(r, *rj["timed_window"])
         else:
             r["error"] = (d / "ref.log").read_text()[-2000:]
+            r.pop("rss_timeline", None)
         row["ref"] = r
         log(f"  reference: rc {r['rc']}, " + (
             f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
             if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
-            + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
+            + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
 
         # ... then esm3-rs
         cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
@@ -562,13 +583,17 @@ def orchestrate(args) -> None:
         if o["rc"] == 0:
             oj = json.loads((d / "ours.json").read_text())
             o.update(load_s=oj["load_s"], warmup_s=oj["forward_s"][0], forward_s=oj["forward_s"][1:])
+            # The binary loads right after exec and then runs the forwards back to back.
+            t0 = o["started_at"] + o["load_s"] + o["warmup_s"]
+            window_rss(o, t0, t0 + sum(o["forward_s"]))
         else:
             o["error"] = (d / "ours.log").read_text()[-2000:]
+            o.pop("rss_timeline", None)
         row["ours"] = o
         log(f"  esm3-rs:   rc {o['rc']}, " + (
             f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
             if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
-            + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
+            + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}, max during the timed forwards {o.get('forward_rss_gib', float('nan')):.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
 
         if r["rc"] == 0 and o["rc"] == 0:
             names = OUTPUT_NAMES if L == min(args.lengths) else ["sequence_logits"]
@@ -632,10 +657,12 @@ def render(args, info, gen, results, total) -> str:
         "",
     ]
     lines.append(
-        "Peak resident memory split, sampled every 50 ms (GiB, anonymous + file-backed i.e. mmap'd weights): "
+        "Resident memory sampled every 50 ms (GiB): peak anonymous + peak file-backed (mmap'd weights), "
+        "and the largest RSS sampled during the timed forwards (steady state, after loading): "
         + "; ".join(
             f"L={row['L']}: ref {row['ref']['peak_rss_anon_gib']:.2f} + {row['ref']['peak_rss_file_gib']:.2f}, "
-            f"ours {row['ours']['peak_rss_anon_gib']:.2f} + {row['ours']['peak_rss_file_gib']:.2f}"
+            f"forwards {fmt(row['ref'].get('forward_rss_gib'))}; ours {row['ours']['peak_rss_anon_gib']:.2f} + "
+            f"{row['ours']['peak_rss_file_gib']:.2f}, forwards {fmt(row['ours'].get('forward_rss_gib'))}"
             for row in results) + "."
     )
     lines.append("")
@@ -650,9 +677,11 @@ def render(args, info, gen, results, total) -> str:
         f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, avx512f {info['avx512f']}, "
         f"{info['mem_total_gib']:.1f} GiB RAM; torch {torch_v} (torch.set_num_threads({args.threads})), "
         f"esm3-rs RAYON_NUM_THREADS={args.threads}; torch load mode `{args.torch_load}`; "
-        f"children niceness {args.nice:+d}; esm3-rs at git "
-        f"{info['git_head'][:12]}" + (" + uncommitted changes" if info["git_tracked_changes"] else "")
-        + f" when run (binary built {info['esm3_binary_mtime']}, sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
+        f"children niceness {args.nice:+d}; esm3-rs "
+        + (args.esm3_label if args.esm3_label else
+           f"at git {info['git_head'][:12]}" + (" + uncommitted changes" if info["git_tracked_changes"] else "")
+           + " when run")
+        + f" (binary built {info['esm3_binary_mtime']}, sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
         "share of the CPUs used by other processes while each child ran (ref/ours): "
         + ", ".join(f"L={row['L']} {row['ref']['foreign_frac']:.0%}/{row['ours']['foreign_frac']:.0%}" for row in results)
         + ".",
@@ -668,6 +697,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed forwards per implementation and L (default 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads = RAYON_NUM_THREADS (default 2)")
     ap.add_argument("--esm3", default=str(REPO / "target" / "release" / "esm3"), help="esm3 binary")
+    ap.add_argument("--esm3-label", default="",
+                    help="where the binary comes from, for the table (default: this checkout's git HEAD)")
     ap.add_argument("--build", action="store_true", help="run `cargo build --release` first")
     ap.add_argument("--torch-load", choices=["meta", "esm"], default="meta",
                     help="meta: build on the meta device, assign the loaded weights (one copy, default); "

@@ -301,3 +301,116 @@ fn structure_encode_decode_roundtrip() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("token 5000 at position 3 is not a structure code"));
 }
+
+/// The bundle plus a function decoder (the fixture's small vocabulary) and seeded hyperplanes
+/// over the official keyword vocabulary, so annotations tokenize and tokens decode.
+fn bundle_with_function(root: &Path) -> PathBuf {
+    let m = bundle(root);
+    let f = m.join("function_decoder");
+    copy_dir(&fixtures().join("esm3_function_decoder_d32/model"), &f);
+    for v in ["keywords.txt", "entries.tsv"] {
+        std::fs::copy(
+            fixtures().join("esm3_function_decoder_d32/vocab").join(v),
+            f.join(v),
+        )
+        .unwrap();
+    }
+    ok(&esm3(&[
+        "function",
+        "hyperplanes",
+        "--seed",
+        "1",
+        "--dim",
+        "58641",
+        "--out",
+        s(&f.join("hyperplanes.safetensors")),
+    ]));
+    m
+}
+
+#[test]
+fn function_annotations_condition_and_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = bundle_with_function(tmp.path());
+    let prompt = tmp.path().join("f.toml");
+    let write = |text: &str| std::fs::write(&prompt, text).unwrap();
+    write(
+        "length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 3\nend = 20\n[[generate]]\ntrack = \"sequence\"\nnum_steps = 4\n",
+    );
+    let out = tmp.path().join("o");
+    ok(&esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("f.json")).unwrap()).unwrap();
+    assert_eq!(summary["function_annotations"][0]["label"], "IPR000719");
+    assert_eq!(summary["function_annotations"][0]["start"], 3);
+    // Generating the function track decodes tokens back to annotations with the decoder.
+    write("length = 30\n[[generate]]\ntrack = \"function\"\nnum_steps = 3\n");
+    ok(&esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("f.json")).unwrap()).unwrap();
+    assert!(
+        summary["function_annotations"].is_array() || summary["function_annotations"].is_null()
+    );
+    // Errors name the label.
+    write(
+        "length = 30\n[[function]]\nlabel = \"not a real keyword at all\"\nstart = 3\nend = 20\n",
+    );
+    let o = esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("not a real keyword at all"),
+        "{e}"
+    );
+    write("length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 25\nend = 40\n");
+    let o = esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model),
+    ]);
+    assert!(
+        stderr(&o).contains("outside the protein (1-30)"),
+        "{}",
+        stderr(&o)
+    );
+    // Without a function decoder in the bundle, annotations are refused with the reason.
+    write("length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 3\nend = 20\n");
+    let plain = bundle(&tmp.path().join("plain"));
+    let o = esm3(&[
+        "generate",
+        "--prompt",
+        s(&prompt),
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&plain),
+    ]);
+    assert!(stderr(&o).contains("function_decoder/"), "{}", stderr(&o));
+}

@@ -8,12 +8,16 @@ use std::path::Path;
 
 use rand::Rng;
 
+use esm3_models::function_decoder::{
+    decode_function_tokens, DecoderVocabulary, FunctionTokenDecoder,
+};
 use esm3_models::model_dir::LoadedModel;
 use esm3_models::structure_decoder::StructureTokenDecoder;
 use esm3_models::structure_encoder::StructureTokenEncoder;
 use esm3_models::{Esm3, HostArray, LoadOptions, ModelDir};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_protein::ProteinChain;
+use esm3_tokens::function::{FunctionAnnotation, FunctionData, FunctionTokenizer, Hyperplanes};
 use esm3_tokens::sequence::SequenceTokenizer;
 use esm3_tokens::{sasa, ss8};
 
@@ -25,12 +29,47 @@ use crate::track::Track;
 
 pub const ENCODER_DIR: &str = "structure_encoder";
 pub const DECODER_DIR: &str = "structure_decoder";
+/// The function decoder sub-directory; its `hyperplanes.safetensors` also drive the tokenizer.
+pub const FUNCTION_DIR: &str = "function_decoder";
+pub const HYPERPLANES_FILE: &str = "hyperplanes.safetensors";
+
+/// The function track: annotations → tokens (tokenizer) and tokens → annotations (decoder).
+pub struct FunctionTrack {
+    pub tokenizer: FunctionTokenizer,
+    pub decoder: FunctionTokenDecoder,
+    pub vocabulary: DecoderVocabulary,
+}
 
 pub struct Esm3Pipeline {
     pub esm3: Esm3,
     pub encoder: Option<StructureTokenEncoder>,
     pub decoder: Option<StructureTokenDecoder>,
+    pub function: Option<FunctionTrack>,
     pub padding: PaddingAttention,
+}
+
+/// The function data directory: `$ESM3_FUNCTION_DATA`, else `data/function` of the repository
+/// the binary was built in or sits in.
+pub fn function_data_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("ESM3_FUNCTION_DATA") {
+        return d.into();
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(
+            exe.ancestors()
+                .skip(1)
+                .take(4)
+                .map(|p| p.join("data/function")),
+        );
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/function"));
+    candidates.push("data/function".into());
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .cloned()
+        .unwrap_or_else(|| candidates.last().expect("non-empty").clone())
 }
 
 fn err(message: impl Into<String>) -> GenerationError {
@@ -60,10 +99,37 @@ impl Esm3Pipeline {
             },
             _ => None,
         };
+        let fdir = dir.join(FUNCTION_DIR);
+        let function = if fdir.join(HYPERPLANES_FILE).is_file() {
+            let LoadedModel::FunctionDecoder(decoder) = ModelDir::open(&fdir)?.load(options)?
+            else {
+                return Err(err(format!("{}: not a function decoder", fdir.display())));
+            };
+            let data_dir = function_data_dir();
+            let data = FunctionData::load(&data_dir).map_err(|e| {
+                err(format!("{e} (the function track needs the data tables: run tools/fetch-function-data.sh)"))
+            })?;
+            let vocabulary = match DecoderVocabulary::from_model_dir(&fdir)? {
+                Some(v) => v,
+                None => DecoderVocabulary::from_data(&data),
+            };
+            let hyperplanes =
+                Hyperplanes::read(&fdir.join(HYPERPLANES_FILE)).map_err(|e| err(e.to_string()))?;
+            let tokenizer =
+                FunctionTokenizer::new(data, hyperplanes).map_err(|e| err(e.to_string()))?;
+            Some(FunctionTrack {
+                tokenizer,
+                decoder,
+                vocabulary,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             esm3,
             encoder,
             decoder,
+            function,
             padding: PaddingAttention::Masked,
         })
     }
@@ -88,6 +154,18 @@ impl Esm3Pipeline {
         if let Some(v) = &p.sasa {
             let ids = sasa::encode(v).map_err(|e| err(format!("sasa: {e}")))?;
             t.sasa = Some(ids.into_iter().map(i64::from).collect());
+        }
+        if let Some(annotations) = &p.function_annotations {
+            let track = self.function.as_ref().ok_or_else(|| {
+                err(format!(
+                    "function annotations need a {FUNCTION_DIR}/ directory with {HYPERPLANES_FILE} in the model directory"
+                ))
+            })?;
+            let rows = track
+                .tokenizer
+                .encode(annotations, n)
+                .map_err(|e| err(format!("function: {e}")))?;
+            t.function = Some(rows.into_iter().map(|r| r.map(i64::from)).collect());
         }
         if let Some(coords) = &p.coordinates {
             let chain = ProteinChain::new(
@@ -154,6 +232,18 @@ impl Esm3Pipeline {
                 p.sasa = Some(sasa::decode(&ids).map_err(|e| err(e.to_string()))?);
             }
         }
+        if let (Some(track), Some(rows)) = (&self.function, &t.function) {
+            let inner = &rows[1..n - 1];
+            if inner.iter().any(|r| r.iter().any(|&id| id != 0)) {
+                let decoded = decode_function_tokens(&track.decoder, &track.vocabulary, inner)?;
+                p.function_annotations = Some(
+                    decoded
+                        .into_iter()
+                        .map(|a| FunctionAnnotation::new(a.label, a.start, a.end))
+                        .collect(),
+                );
+            }
+        }
         let structure_complete = t
             .structure
             .as_ref()
@@ -214,6 +304,11 @@ impl Esm3Pipeline {
         let mut result = self.decode(&t)?;
         if result.coordinates.is_none() {
             result.coordinates = protein.coordinates.clone();
+        }
+        // Annotations the user gave come back as given unless the function track was generated
+        // (decoding tokens back to annotations is lossy), as the SDK does.
+        if !plan.iter().any(|c| c.track == Track::Function) {
+            result.function_annotations = protein.function_annotations.clone();
         }
         Ok(result)
     }

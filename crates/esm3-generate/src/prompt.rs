@@ -14,8 +14,13 @@
 //! at = 31                         # 1-based design position of the motif's first residue
 //! keep_sequence = true            # also fix the motif's amino acids (default true)
 //!
+//! [[function]]                    # InterPro ids or keywords over spans (needs function_decoder/)
+//! label = "IPR000719"
+//! start = 1
+//! end = 40
+//!
 //! [[generate]]                    # tracks to generate, in order (default: sequence, structure)
-//! track = "sequence"              # sequence | structure | secondary_structure | sasa
+//! track = "sequence"              # sequence | structure | secondary_structure | sasa | function
 //! num_steps = 20
 //! temperature = 0.7
 //! strategy = "random"             # random | entropy
@@ -49,6 +54,9 @@ pub struct PromptFile {
     pub sasa: Option<Vec<f32>>,
     #[serde(default)]
     pub motif: Vec<MotifSpec>,
+    /// InterPro ids or keywords over residue spans.
+    #[serde(default)]
+    pub function: Vec<FunctionSpec>,
     #[serde(default)]
     pub generate: Vec<GenerationConfig>,
 }
@@ -62,6 +70,16 @@ pub struct MotifSpec {
     pub at: usize,
     #[serde(default = "yes")]
     pub keep_sequence: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// An InterPro id (`IPR000001`) or a keyword of the function vocabulary.
+    pub label: String,
+    /// 1-based, inclusive.
+    pub start: usize,
+    pub end: usize,
 }
 
 fn yes() -> bool {
@@ -231,6 +249,14 @@ impl Prompt {
                 positions,
             });
         }
+        for f in &file.function {
+            if f.start == 0 || f.start > f.end || f.end > length {
+                return Err(format!(
+                    "function `{}` over {}-{} is outside the protein (1-{length})",
+                    f.label, f.start, f.end
+                ));
+            }
+        }
         let plan = if file.generate.is_empty() {
             default_plan()
         } else {
@@ -247,6 +273,18 @@ impl Prompt {
                 .sasa
                 .map(|v| v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()),
             coordinates: (!motifs.is_empty()).then_some(coords),
+            function_annotations: (!file.function.is_empty()).then(|| {
+                file.function
+                    .iter()
+                    .map(|f| {
+                        esm3_tokens::function::FunctionAnnotation::new(
+                            f.label.clone(),
+                            f.start,
+                            f.end,
+                        )
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         Ok(Prompt {
@@ -271,6 +309,7 @@ impl Prompt {
                 secondary_structure: None,
                 sasa: None,
                 motif: Vec::new(),
+                function: Vec::new(),
                 generate: plan,
             },
             name,

@@ -3,6 +3,7 @@
 
 use esm3_protein::residue_constants::{ATOM_TYPE_NUM, C, CA, N};
 use esm3_protein::{ProteinChain, Vec3};
+use esm3_tokens::function::FunctionAnnotation;
 
 /// The SDK's `ESMProtein`: every field optional; `_` marks an unknown position in strings.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -14,6 +15,8 @@ pub struct EsmProtein {
     pub sasa: Option<Vec<Option<f32>>>,
     /// atom37 (Å), NaN = missing atom.
     pub coordinates: Option<Vec<[Vec3; ATOM_TYPE_NUM]>>,
+    /// InterPro ids or keywords over 1-based inclusive residue spans.
+    pub function_annotations: Option<Vec<FunctionAnnotation>>,
     /// Per-residue confidence in 0..1 from the structure decoder.
     pub plddt: Option<Vec<f32>>,
     pub ptm: Option<f32>,

@@ -17,6 +17,7 @@ pub mod model_dir;
 pub mod schema;
 pub mod structure_decoder;
 pub mod structure_encoder;
+pub mod weights;
 
 pub use array::HostArray;
 pub use config::{

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
@@ -14,6 +13,7 @@ use crate::function_decoder::FunctionTokenDecoder;
 use crate::schema;
 use crate::structure_decoder::StructureTokenDecoder;
 use crate::structure_encoder::StructureTokenEncoder;
+use crate::weights::MmapWeights;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -70,8 +70,8 @@ impl ModelDir {
         self.path.join(WEIGHTS_FILE)
     }
 
-    /// Memory-maps the weights and checks every tensor name and shape against the config.
-    fn open_weights(&self) -> Result<MmapedSafetensors> {
+    /// Memory-maps the weights and checks every tensor name, shape and dtype against the config.
+    fn open_weights(&self) -> Result<MmapWeights> {
         let file = self.weights_path();
         if !file.is_file() {
             return Err(ModelError::io(
@@ -79,32 +79,20 @@ impl ModelDir {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
             ));
         }
-        // SAFETY: the file is mapped read-only; like every mmap-based loader we rely on it not
-        // being truncated while the model is alive.
-        let st = unsafe { MmapedSafetensors::new(&file) }.map_err(|e| ModelError::Unreadable {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
-        let mut problems = Vec::new();
-        let tensors = st.tensors();
-        for (name, view) in &tensors {
-            if !matches!(
-                view.dtype(),
-                safetensors::Dtype::F32 | safetensors::Dtype::BF16 | safetensors::Dtype::F16
-            ) {
-                problems.push(format!(
-                    "tensor `{name}` has dtype {:?}, expected F32, BF16 or F16",
-                    view.dtype()
-                ));
-            }
-        }
+        let weights = MmapWeights::open(&file)?;
+        let mut problems: Vec<String> = weights
+            .infos()
+            .filter(|(_, _, dtype)| !matches!(dtype, DType::F32 | DType::BF16 | DType::F16))
+            .map(|(name, _, dtype)| {
+                format!("tensor `{name}` has dtype {dtype:?}, expected F32, BF16 or F16")
+            })
+            .collect();
         problems.extend(schema::check(
             &schema::schema(&self.config),
-            tensors
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.shape().to_vec())),
+            weights.infos().map(|(n, shape, _)| (n, shape.to_vec())),
         ));
         if !problems.is_empty() {
+            problems.sort();
             return Err(ModelError::Checkpoint {
                 path: file,
                 model: self.config.model_type().into(),
@@ -112,7 +100,7 @@ impl ModelDir {
                 problems,
             });
         }
-        Ok(st)
+        Ok(weights)
     }
 
     /// Checks the weights file without building the model.

@@ -175,6 +175,8 @@ pub fn write_design(
         "length": sequence.chars().count(),
         "sequence": sequence,
         "secondary_structure": protein.secondary_structure,
+        "sasa": protein.sasa,
+        "function_annotations": protein.function_annotations,
         "mean_plddt": mean_plddt,
         "ptm": protein.ptm,
         "structure_file": structure_file,

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long)]
     length: Option<usize>,
     /// Tracks to generate, in order (without a prompt file). Default: sequence then structure.
-    #[arg(long, value_delimiter = ',', value_parser = ["sequence", "structure", "secondary_structure", "sasa"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["sequence", "structure", "secondary_structure", "sasa", "function"])]
     track: Vec<String>,
     /// How many designs.
     #[arg(short = 'n', long, default_value_t = 1)]
