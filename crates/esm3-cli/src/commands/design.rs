@@ -127,6 +127,20 @@ impl Designer {
     }
 }
 
+/// A record id as a file name: characters other than letters, digits, `.`, `_` and `-`
+/// (slashes, pipes, spaces) become `_`.
+pub fn file_stem(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Writes `<dir>/<name>.fasta`, `<name>.pdb|cif` (when coordinates exist) and `<name>.json`.
 pub fn write_design(
     dir: &Path,

@@ -9,6 +9,7 @@ use esm3_generate::embed::embed_sequences;
 use esm3_protein::fasta::read_fasta_file;
 use npyz::WriterBuilder;
 
+use super::design::file_stem;
 use super::model::ModelArgs;
 use super::progress::bar;
 
@@ -95,16 +96,7 @@ pub fn run(args: Args) -> Result<()> {
             std::fs::create_dir_all(&args.output)
                 .with_context(|| format!("creating {}", args.output.display()))?;
             for (r, e) in records.iter().zip(&embeddings) {
-                let safe: String =
-                    r.id.chars()
-                        .map(|c| {
-                            if c.is_alphanumeric() || "._-".contains(c) {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
+                let safe = file_stem(&r.id);
                 write_npy(
                     &args.output.join(format!("{safe}.per_residue.npy")),
                     &e.per_residue,

@@ -7,7 +7,7 @@ use esm3_generate::prompt::{Prompt, MAX_LENGTH};
 use esm3_generate::{EsmProtein, GenerationConfig, Strategy, Track};
 use esm3_protein::fasta::read_fasta_file;
 
-use super::design::{write_design, Designer, SamplingArgs, StructureFormat};
+use super::design::{file_stem, write_design, Designer, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
 use super::progress::bar;
 
@@ -66,16 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         let (protein, _) = designer
             .run(&prompt, args.seed, records.len() == 1)
             .with_context(|| format!("{}: record `{}`", args.input.display(), r.id))?;
-        let safe: String =
-            r.id.chars()
-                .map(|c| {
-                    if c.is_alphanumeric() || "._-".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+        let safe = file_stem(&r.id);
         write_design(
             &args.output,
             &safe,
