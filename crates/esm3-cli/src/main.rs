@@ -46,6 +46,12 @@ enum Command {
     /// Function annotations (InterPro ids, keywords) <-> function tokens.
     #[command(subcommand)]
     Function(commands::function::Command),
+    /// Training data: build a clustered, split dataset from structure sources; print its counts.
+    #[command(subcommand)]
+    Data(commands::data::Command),
+    /// Train or fine-tune: the ESM3 trunk (masked multi-track objective) or the VQ-VAE.
+    #[command(subcommand)]
+    Train(commands::train::Command),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +81,8 @@ fn main() -> std::process::ExitCode {
         Command::Function(c) => commands::function::run(c),
         Command::Annotate(a) => commands::annotate::run(a),
         Command::Compare(a) => commands::compare::run(a),
+        Command::Data(c) => commands::data::run(c),
+        Command::Train(c) => commands::train::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -201,6 +201,28 @@ impl Esm3 {
     }
 
     pub fn forward(&self, input: &Esm3Input) -> Result<Esm3Output> {
+        let hidden = self.forward_hidden(input)?;
+        let (b, l) = (hidden.normed.dim(0)?, hidden.normed.dim(1)?);
+        let h = &hidden.normed;
+        Ok(Esm3Output {
+            sequence_logits: self.head(Esm3Head::Sequence, h)?,
+            structure_logits: self.head(Esm3Head::Structure, h)?,
+            secondary_structure_logits: self.head(Esm3Head::SecondaryStructure, h)?,
+            sasa_logits: self.head(Esm3Head::Sasa, h)?,
+            function_logits: self.head(Esm3Head::Function, h)?.reshape((
+                b,
+                l,
+                vocab::FUNCTION_DEPTH,
+                vocab::FUNCTION,
+            ))?,
+            residue_logits: self.head(Esm3Head::Residue, h)?,
+            embeddings: hidden.last.to_dtype(DType::F32)?,
+        })
+    }
+
+    /// The trunk without the heads: for training (heads applied to supervised rows only) and
+    /// for callers that need one head or the embeddings.
+    pub fn forward_hidden(&self, input: &Esm3Input) -> Result<Esm3Hidden> {
         let p = Prepared::new(input)?;
         let (b, l) = (p.batch, p.len);
         let dev = &self.device;
@@ -241,24 +263,44 @@ impl Esm3 {
         let out = self
             .transformer
             .forward(&x, Some(&attn_ctx), Some(&geo), false)?;
-
-        let h = &out.normed;
-        let f32 = |t: Tensor| t.to_dtype(DType::F32);
-        Ok(Esm3Output {
-            sequence_logits: f32(self.sequence_head.forward(h)?)?,
-            structure_logits: f32(self.structure_head.forward(h)?)?,
-            secondary_structure_logits: f32(self.ss8_head.forward(h)?)?,
-            sasa_logits: f32(self.sasa_head.forward(h)?)?,
-            function_logits: f32(self.function_head.forward(h)?.reshape((
-                b,
-                l,
-                vocab::FUNCTION_DEPTH,
-                vocab::FUNCTION,
-            ))?)?,
-            residue_logits: f32(self.residue_head.forward(h)?)?,
-            embeddings: f32(out.last)?,
+        Ok(Esm3Hidden {
+            normed: out.normed,
+            last: out.last,
         })
     }
+
+    /// One output head applied to final-norm states `h` (`[..., d_model]`), in f32. Function
+    /// logits come out flat (`[..., 8·260]`).
+    pub fn head(&self, head: Esm3Head, h: &Tensor) -> Result<Tensor> {
+        let module = match head {
+            Esm3Head::Sequence => &self.sequence_head,
+            Esm3Head::Structure => &self.structure_head,
+            Esm3Head::SecondaryStructure => &self.ss8_head,
+            Esm3Head::Sasa => &self.sasa_head,
+            Esm3Head::Function => &self.function_head,
+            Esm3Head::Residue => &self.residue_head,
+        };
+        Ok(module.forward(h)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// The trunk's final hidden states, before the output heads.
+pub struct Esm3Hidden {
+    /// After the final LayerNorm: what every head reads.
+    pub normed: Tensor,
+    /// The last block's output before the final norm (the reference's `embeddings`).
+    pub last: Tensor,
+}
+
+/// The output heads of ESM3, one per output track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Esm3Head {
+    Sequence,
+    Structure,
+    SecondaryStructure,
+    Sasa,
+    Function,
+    Residue,
 }
 
 /// Inputs with every default filled in, ids validated and the structure track overwritten

@@ -25,6 +25,6 @@ pub use config::{
     StructureEncoderConfig,
 };
 pub use error::ModelError;
-pub use esm3::{Esm3, Esm3Input, Esm3Output};
+pub use esm3::{Esm3, Esm3Head, Esm3Hidden, Esm3Input, Esm3Output};
 pub use esmc::{Esmc, EsmcInput, EsmcOutput};
 pub use model_dir::{LoadOptions, ModelDir};

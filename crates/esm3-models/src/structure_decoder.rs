@@ -2,8 +2,8 @@
 //! backbone coordinates, pLDDT, pTM and predicted aligned error.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{embedding, linear, linear_no_bias, Embedding, LayerNorm, Linear, VarBuilder};
-use esm3_nn::norm::layer_norm;
+use candle_nn::{embedding, linear, linear_no_bias, Embedding, Linear, VarBuilder};
+use esm3_nn::norm::{layer_norm, softmax_last_dim, LayerNorm};
 use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
 use esm3_protein::{Frame, Vec3};
 
@@ -129,6 +129,8 @@ pub struct StructureTokenDecoder {
     pair_norm: LayerNorm,
     /// The PAE rows of `linear2` only: distogram and direction logits are unused at inference.
     pae_out: Linear,
+    /// All 224 rows of `linear2` (distogram, direction, PAE): the training losses read them all.
+    pair_out: Linear,
     plddt_head: RegressionHead,
     device: Device,
     dtype: DType,
@@ -175,6 +177,7 @@ impl StructureTokenDecoder {
             pair_linear1: linear_no_bias(w, w, p.pp("linear1"))?,
             pair_norm: layer_norm(w, true, p.pp("norm"))?,
             pae_out: Linear::new(pae_rows.contiguous()?, None),
+            pair_out: Linear::new(linear2, None),
             plddt_head: RegressionHead::with_names(
                 d,
                 vocab::PLDDT_BINS,
@@ -294,7 +297,7 @@ impl StructureTokenDecoder {
 
     fn plddt(&self, x: &Tensor) -> Result<Tensor> {
         let logits = self.plddt_head.forward(x)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let probs = softmax_last_dim(&logits)?;
         let bins = Tensor::from_vec(plddt_bins(), (vocab::PLDDT_BINS, 1), &self.device)?;
         Ok(probs
             .broadcast_matmul(&bins)?
@@ -355,7 +358,7 @@ impl StructureTokenDecoder {
                 .to_dtype(DType::F32)?;
             let mask = pair_mask.narrow(1, i0, n)?.broadcast_as(logits.shape())?;
             let floor = Tensor::full(f32::MIN, logits.shape(), &self.device)?;
-            let probs = candle_nn::ops::softmax_last_dim(&mask.where_cond(&logits, &floor)?)?;
+            let probs = softmax_last_dim(&mask.where_cond(&logits, &floor)?)?;
             pae_parts.push(probs.broadcast_matmul(&bins)?.squeeze(D::Minus1)?);
             tm_parts.push(probs.broadcast_matmul(&tm_weights)?.squeeze(D::Minus1)?);
             i0 += n;
@@ -413,6 +416,65 @@ impl StructureTokenDecoder {
             ptm,
             predicted_aligned_error: pae,
         })
+    }
+}
+
+/// Differentiable entry points for training (esm3-train's VQ-VAE): everything stays a tensor
+/// so gradients reach every weight; inference keeps using `forward`.
+impl StructureTokenDecoder {
+    /// Token embeddings `[B, L, d_model]` of ids `[B, L]` (u32 or i64).
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embed.forward(ids)?)
+    }
+
+    /// The transformer stack and final norm on input states `[B, L, d_model]`; `sequence_id`
+    /// (`[B·L]` row-major) restricts attention to equal ids, e.g. to keep padding out.
+    pub fn hidden_states(&self, x: &Tensor, sequence_id: Option<&[i64]>) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let d_head = self.config.d_model / self.config.n_heads;
+        let ctx = AttentionContext::new(d_head, b, l, sequence_id, self.dtype, &self.device)?;
+        Ok(self.stack.forward(x, Some(&ctx), None, false)?.normed)
+    }
+
+    /// The backbone head's raw output `[B, L, 23]` f32 (translation / 10, the two frame
+    /// vectors, unused torsions), before any normalisation.
+    pub fn affine_projection(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self
+            .bb_norm
+            .forward(&self.bb_ffn1.forward(x)?.gelu_erf()?)?;
+        Ok(self.bb_proj.forward(&h)?.to_dtype(DType::F32)?)
+    }
+
+    /// All pairwise-head logits `[B, L, L, 224]` f32: distogram 0..64, direction 64..160,
+    /// PAE 160..224; pair (i, j) reads the k-half of i and the q-half of j as in `forward`.
+    pub fn pairwise_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let half = vocab::PAIRWISE_WIDTH / 2;
+        let z = self.pair_down.forward(x)?;
+        let q = z.narrow(D::Minus1, 0, half)?; // [B, L, 64]
+        let k = z.narrow(D::Minus1, half, half)?;
+        // linear1([q_j ⊙ k_i ‖ q_j − k_i]) = W_a(q_j ⊙ k_i) + W_b q_j − W_b k_i: the difference
+        // half is applied per residue instead of per pair (same value up to rounding, and it
+        // saves a third of the pairwise work, forward and backward).
+        let w1 = self.pair_linear1.weight();
+        let w_prod = w1.narrow(1, 0, half)?.t()?; // [64, 128]
+        let w_diff = w1.narrow(1, half, half)?.t()?;
+        let qd = q.broadcast_matmul(&w_diff)?.unsqueeze(1)?; // [B, 1, L, 128]
+        let kd = k.broadcast_matmul(&w_diff)?.unsqueeze(2)?; // [B, L, 1, 128]
+        let prod = q.unsqueeze(1)?.broadcast_mul(&k.unsqueeze(2)?)?; // [B, L, L, 64]
+        let h = prod
+            .broadcast_matmul(&w_prod)?
+            .broadcast_add(&qd)?
+            .broadcast_sub(&kd)?
+            .gelu_erf()?;
+        Ok(self
+            .pair_out
+            .forward(&self.pair_norm.forward(&h)?)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// pLDDT logits `[B, L, 50]` f32.
+    pub fn plddt_logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.plddt_head.forward(x)?.to_dtype(DType::F32)?)
     }
 }
 

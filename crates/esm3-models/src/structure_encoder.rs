@@ -53,6 +53,14 @@ impl StructureEncoderOutput {
     }
 }
 
+/// What [`StructureTokenEncoder::latents`] returns.
+pub struct EncoderLatents {
+    /// `[B, L, d_out]` f32 pre-quantisation latents (frameless residues: the projection bias).
+    pub z: Tensor,
+    /// `[B·L]` row-major: whether the residue had a backbone frame.
+    pub has_frame: Vec<bool>,
+}
+
 pub struct StructureTokenEncoder {
     config: StructureEncoderConfig,
     transformer: TransformerStack,
@@ -198,6 +206,32 @@ impl StructureTokenEncoder {
     }
 
     pub fn forward(&self, input: &StructureEncoderInput) -> Result<StructureEncoderOutput> {
+        let EncoderLatents { z, .. } = self.latents(input)?;
+        let (b, l, _) = z.dims3()?;
+        let n = b * l;
+        let z = z.reshape((n, self.config.d_out))?;
+        let codes = self.nearest_codes(&z)?;
+        let ids = Tensor::from_vec(codes.clone(), n, &self.device)?;
+        let chosen = self.codebook.index_select(&ids, 0)?;
+        // The reference returns the straight-through value (e − z) + z, which is e up to rounding.
+        let z_q = ((chosen - &z)? + &z)?;
+        let tokens: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
+        Ok(StructureEncoderOutput {
+            z_q: z_q.reshape((b, l, self.config.d_out))?,
+            structure_tokens: Tensor::from_vec(tokens, (b, l), &Device::Cpu)?,
+        })
+    }
+
+    /// The released codebook `[n_codes, d_out]` f32 (training keeps its own EMA copy).
+    pub fn codebook(&self) -> &Tensor {
+        &self.codebook
+    }
+
+    /// The pre-quantisation latents z `[B, L, d_out]` f32 (step 7 of spec §3.1, before the
+    /// argmin). Differentiable with respect to the encoder weights (the coordinates only feed
+    /// frames and the neighbour graph, which carry no gradient), so training can apply the
+    /// straight-through estimator and commitment loss to it.
+    pub fn latents(&self, input: &StructureEncoderInput) -> Result<EncoderLatents> {
         let coords = &input.coords;
         if coords.shape.len() != 4 || coords.shape[2] < 3 || coords.shape[3] != 3 {
             return Err(ModelError::Input(format!(
@@ -298,15 +332,9 @@ impl StructureTokenEncoder {
         let keep = Tensor::from_vec(keep, (n, 1), &self.device)?.broadcast_as(z.shape())?;
         let z = keep.where_cond(&z, &z.zeros_like()?)?;
         let z = self.pre_vq_proj.forward(&z)?.to_dtype(DType::F32)?; // [B·L, d_out]
-        let codes = self.nearest_codes(&z)?;
-        let ids = Tensor::from_vec(codes.clone(), n, &self.device)?;
-        let chosen = self.codebook.index_select(&ids, 0)?;
-        // The reference returns the straight-through value (e − z) + z, which is e up to rounding.
-        let z_q = ((chosen - &z)? + &z)?;
-        let tokens: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
-        Ok(StructureEncoderOutput {
-            z_q: z_q.reshape((b, l, self.config.d_out))?,
-            structure_tokens: Tensor::from_vec(tokens, (b, l), &Device::Cpu)?,
+        Ok(EncoderLatents {
+            z: z.reshape((b, l, self.config.d_out))?,
+            has_frame,
         })
     }
 

@@ -1,10 +1,10 @@
 //! Multi-head self-attention with QK-LayerNorm over the full width and rotary (spec §2.3).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear_b, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear_b, Linear, VarBuilder};
 
 use crate::context::AttentionContext;
-use crate::norm::layer_norm;
+use crate::norm::{layer_norm, LayerNorm};
 use crate::rotary::apply_rotary;
 
 pub struct MultiHeadAttention {
@@ -74,7 +74,7 @@ impl MultiHeadAttention {
         if let Some(mask) = &ctx.mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = crate::norm::softmax_last_dim(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
         self.out_proj.forward(&context)
     }

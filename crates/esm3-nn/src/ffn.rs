@@ -1,9 +1,9 @@
 //! Pre-LayerNorm feed-forward networks (spec §2.5).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear_b, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear_b, Linear, VarBuilder};
 
-use crate::norm::layer_norm;
+use crate::norm::{layer_norm, LayerNorm};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FfnKind {

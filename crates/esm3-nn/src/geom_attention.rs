@@ -5,10 +5,10 @@
 //! averaged, and rotated back into the query's frame.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{linear_b, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear_b, Linear, VarBuilder};
 
 use crate::context::GeometryContext;
-use crate::norm::layer_norm;
+use crate::norm::{layer_norm, LayerNorm};
 
 /// Largest `[B, heads, L, L, 3]` distance intermediate we allow before splitting the heads
 /// into groups; bounds memory at long lengths without changing any result.
@@ -22,6 +22,9 @@ pub struct GeometricAttention {
     distance_weight: Tensor,
     /// softplus(rotation_scale_per_head), `[V, 1, 1]` f32.
     rotation_weight: Tensor,
+    /// The raw per-head scales, kept when they are trainable so the softplus is recomputed
+    /// (and differentiated) at every forward.
+    trainable_scales: Option<(Tensor, Tensor)>,
     v_heads: usize,
     mask_and_zero_frameless: bool,
 }
@@ -33,6 +36,13 @@ fn softplus(x: f32) -> f32 {
     } else {
         x.exp().ln_1p()
     }
+}
+
+/// softplus on a tensor, differentiable: log(1 + exp(x)) = max(x, 0) + log(1 + exp(−|x|)).
+fn softplus_tensor(x: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let stable = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    x.relu()? + stable
 }
 
 impl GeometricAttention {
@@ -47,17 +57,19 @@ impl GeometricAttention {
         let s_norm = layer_norm(d_model, bias, vb.pp("s_norm"))?;
         let proj = linear_b(d_model, 15 * v_heads, bias, vb.pp("proj"))?;
         let out_proj = linear_b(3 * v_heads, d_model, bias, vb.pp("out_proj"))?;
-        let weight = |name: &str| -> Result<Tensor> {
-            let raw = vb
-                .get(v_heads, name)?
-                .to_dtype(DType::F32)?
-                .to_vec1::<f32>()?;
+        let raw_distance = vb.get(v_heads, "distance_scale_per_head")?;
+        let raw_rotation = vb.get(v_heads, "rotation_scale_per_head")?;
+        let trainable_scales = (raw_distance.track_op() || raw_rotation.track_op())
+            .then(|| (raw_distance.clone(), raw_rotation.clone()));
+        let weight = |raw: &Tensor| -> Result<Tensor> {
+            let raw = raw.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             let w: Vec<f32> = raw.into_iter().map(softplus).collect();
             Tensor::from_vec(w, (v_heads, 1, 1), vb.device())
         };
         Ok(Self {
-            distance_weight: weight("distance_scale_per_head")?,
-            rotation_weight: weight("rotation_scale_per_head")?,
+            distance_weight: weight(&raw_distance)?,
+            rotation_weight: weight(&raw_rotation)?,
+            trainable_scales,
             s_norm,
             proj,
             out_proj,
@@ -101,6 +113,13 @@ impl GeometricAttention {
         let query_dist = per_head(&vec_dist, 0)?;
         let key_dist = per_head(&vec_dist, v)?;
 
+        let (distance_weight, rotation_weight) = match &self.trainable_scales {
+            Some((d, r)) => (
+                softplus_tensor(d)?.reshape((v, 1, 1))?,
+                softplus_tensor(r)?.reshape((v, 1, 1))?,
+            ),
+            None => (self.distance_weight.clone(), self.rotation_weight.clone()),
+        };
         let sqrt3 = 3f64.sqrt();
         let group = (MAX_PAIRWISE_BYTES / (b * l * l * 3 * 4).max(1)).clamp(1, v);
         let mut outs = Vec::with_capacity(v.div_ceil(group));
@@ -110,13 +129,13 @@ impl GeometricAttention {
             let qr = query_rot.narrow(1, h0, hn)?;
             let kr = key_rot.narrow(1, h0, hn)?;
             let rotation = (qr.matmul(&kr.t()?)? / sqrt3)?
-                .broadcast_mul(&self.rotation_weight.narrow(0, h0, hn)?)?;
+                .broadcast_mul(&rotation_weight.narrow(0, h0, hn)?)?;
             let qd = query_dist.narrow(1, h0, hn)?.unsqueeze(3)?;
             let kd = key_dist.narrow(1, h0, hn)?.unsqueeze(2)?;
             let distance = (qd.broadcast_sub(&kd)?.sqr()?.sum(D::Minus1)?.sqrt()? / sqrt3)?
-                .broadcast_mul(&self.distance_weight.narrow(0, h0, hn)?)?;
+                .broadcast_mul(&distance_weight.narrow(0, h0, hn)?)?;
             let logits = (rotation - distance)?.broadcast_add(&geo.bias)?;
-            let attn = candle_nn::ops::softmax_last_dim(&logits)?;
+            let attn = crate::norm::softmax_last_dim(&logits)?;
             outs.push(attn.matmul(&value.narrow(1, h0, hn)?)?);
             h0 += hn;
         }

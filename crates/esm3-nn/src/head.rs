@@ -1,9 +1,9 @@
 //! The output head: Linear → GELU → LayerNorm → Linear (spec §2.8).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::norm::layer_norm;
+use crate::norm::{layer_norm, LayerNorm};
 
 pub struct RegressionHead {
     dense: Linear,

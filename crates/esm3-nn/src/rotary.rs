@@ -28,9 +28,24 @@ pub fn rotary_tables(
     Ok((cos, sin))
 }
 
-/// Applies the rotation to `x` of shape `[B, H, L, d_head]`.
+/// Applies the rotation to `x` of shape `[B, H, L, d_head]`: candle's fused kernel for
+/// inference; the same formula from differentiable ops when `x` tracks gradients (the kernel has
+/// no backward pass).
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if x.track_op() {
+        return apply_rotary_differentiable(x, cos, sin);
+    }
     candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)
+}
+
+/// `[x1, x2] -> [x1·cos − x2·sin, x2·cos + x1·sin]` over the two halves of each head.
+pub fn apply_rotary_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(candle_core::D::Minus1)? / 2;
+    let x1 = x.narrow(candle_core::D::Minus1, 0, half)?;
+    let x2 = x.narrow(candle_core::D::Minus1, half, half)?;
+    let first = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let second = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[first, second], candle_core::D::Minus1)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! A stack of blocks with a final LayerNorm (`TransformerStack`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::block::{BlockConfig, UnifiedTransformerBlock};
 use crate::context::{AttentionContext, GeometryContext};
-use crate::norm::layer_norm;
+use crate::norm::{layer_norm, LayerNorm};
 
 pub struct TransformerStack {
     blocks: Vec<UnifiedTransformerBlock>,

@@ -1,5 +1,6 @@
 pub mod annotate;
 pub mod compare;
+pub mod data;
 pub mod design;
 pub mod device;
 pub mod embed;
@@ -14,3 +15,4 @@ pub mod progress;
 pub mod score;
 pub mod structure;
 pub mod tokenize;
+pub mod train;

@@ -1,0 +1,353 @@
+//! `esm3 train esm3|vqvae CONFIG -o RUN`: training and fine-tuning (spec esm3-training.md).
+//!
+//! A run directory holds `config.toml` (what was asked), `metrics.jsonl` / `metrics.csv` /
+//! `curves.png`, `checkpoints/` (resumable with `--resume`), and `final/`: an inference model
+//! directory (the trunk; or `structure_encoder/` + `structure_decoder/`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Subcommand};
+use esm3_train::optim::AdamW;
+use esm3_train::runner::train;
+use esm3_train::trainable::Trainable;
+use esm3_train::trunk::{
+    training_device, zero_padding_rows, zero_rows, TrunkObjective, TrunkTrainConfig,
+};
+use esm3_train::vqvae::objective::{frozen, vqvae_trainable, VqVaeObjective, VqVaeTrainConfig};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Masked multi-track training of an ESM3 trunk (from scratch, or fine-tuning with --init).
+    Esm3(RunArgs),
+    /// The VQ-VAE structure tokenizer: stage 1 (encoder, codebook, decoder) or stage 2.
+    Vqvae(RunArgs),
+    /// Held-out numbers of a model directory against no-model baselines (the model card).
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(ClapArgs)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub model: super::model::ModelArgs,
+    /// Dataset directory (built by `esm3 data build`, tokenized by `esm3 data tokenize`).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Splits to evaluate (baselines always come from `train`).
+    #[arg(long, value_delimiter = ',', default_value = "test,external")]
+    pub splits: Vec<String>,
+    /// Longer chains are cut to their first N residues.
+    #[arg(long, default_value_t = 256)]
+    pub max_len: usize,
+    /// Unconditional generations (length 100) whose mean pLDDT / pTM are reported.
+    #[arg(long, default_value_t = 8)]
+    pub generations: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(ClapArgs)]
+pub struct RunArgs {
+    /// Training config (TOML); see configs/ for documented examples.
+    pub config: PathBuf,
+    /// Run directory (created): logs, checkpoints, final model.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Start from this model directory instead of random weights (fine-tuning). For vqvae: a
+    /// directory holding structure_encoder/ and structure_decoder/.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint, bit-for-bit.
+    #[arg(long)]
+    pub resume: bool,
+    /// Override the config's number of steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Esm3(a) => run_trunk(a),
+        Command::Vqvae(a) => run_vqvae(a),
+        Command::Evaluate(a) => run_evaluate(a),
+    }
+}
+
+fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}: invalid training config", path.display()))
+}
+
+/// Relative dataset paths in a config are relative to the config file.
+fn resolve(config_path: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() || p.exists() {
+        p.to_path_buf()
+    } else {
+        config_path
+            .parent()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|| p.to_path_buf())
+    }
+}
+
+fn prepare_out(args: &RunArgs) -> Result<()> {
+    if !args.resume && esm3_train::checkpoint::latest(&args.out).is_some() {
+        bail!(
+            "{} already holds a run with checkpoints; pass --resume to continue it or choose another --out",
+            args.out.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::copy(&args.config, args.out.join("config.toml"))
+        .with_context(|| format!("cannot copy {} into the run", args.config.display()))?;
+    Ok(())
+}
+
+fn run_trunk(args: RunArgs) -> Result<()> {
+    let mut config: TrunkTrainConfig = read_config(&args.config)?;
+    if let Some(s) = args.steps {
+        config.run.steps = s;
+    }
+    if config.schedule.total_steps == 0 {
+        config.schedule.total_steps = config.run.steps;
+    }
+    prepare_out(&args)?;
+    let device = training_device();
+    let model = match &args.init {
+        Some(dir) => Trainable::from_model_dir(dir, &device)?,
+        None => {
+            let Some(m) = &config.model else {
+                bail!("{}: a [model] section is needed to train from scratch (or pass --init MODEL_DIR)", args.config.display())
+            };
+            let t = Trainable::random(
+                esm3_models::config::ModelConfig::Esm3(m.clone()),
+                config.run.seed,
+                &device,
+            )?;
+            zero_padding_rows(&t)?;
+            t
+        }
+    };
+    let dataset_dir = resolve(&args.config, &config.data.dataset);
+    let dataset = esm3_train::data::open(&dataset_dir)?;
+    let train_records = esm3_train::data::load_split(&dataset, "train")?;
+    let mut valid_records = esm3_train::data::load_split(&dataset, "valid")?;
+    let untokenized = train_records
+        .iter()
+        .filter(|r| r.has_coords() && r.structure_tokens.is_none())
+        .count();
+    if untokenized > 0 {
+        eprintln!(
+            "warning: {untokenized} training chains have coordinates but no structure tokens; run `esm3 data tokenize {} --structure-encoder DIR` first",
+            dataset_dir.display()
+        );
+    }
+    // Validate on chains with structure first, so every task is scored.
+    valid_records.sort_by_key(|r| std::cmp::Reverse(r.structure_tokens.is_some()));
+    let train_set: Vec<_> = train_records
+        .iter()
+        .map(esm3_train::data::training_protein)
+        .collect();
+    let valid_set: Vec<_> = valid_records
+        .iter()
+        .map(esm3_train::data::training_protein)
+        .collect();
+    eprintln!(
+        "training on {} chains ({} with structure), validating on {} of {}",
+        train_set.len(),
+        train_set
+            .iter()
+            .filter(|p| p.structure_tokens.is_some())
+            .count(),
+        config.valid_proteins.min(valid_set.len()),
+        valid_set.len()
+    );
+    let mut optimizer = AdamW::new(model.params(|_| false, zero_rows), config.optimizer.clone())?;
+    let mut objective = TrunkObjective::new(config.clone(), train_set, valid_set);
+    let summary = train(
+        &mut objective,
+        &model,
+        &mut optimizer,
+        &config.schedule,
+        &config.run,
+        &args.out,
+        args.resume,
+        !args.quiet,
+    )?;
+    let final_dir = args.out.join("final");
+    model.save_model_dir(&final_dir)?;
+    report(&summary, &final_dir);
+    Ok(())
+}
+
+fn run_vqvae(args: RunArgs) -> Result<()> {
+    let mut config: VqVaeTrainConfig = read_config(&args.config)?;
+    if let Some(s) = args.steps {
+        config.run.steps = s;
+    }
+    if config.schedule.total_steps == 0 {
+        config.schedule.total_steps = config.run.steps;
+    }
+    if config.stage == 2 && args.init.is_none() && !args.resume {
+        bail!("stage 2 refines a trained VQ-VAE: pass --init DIR (with structure_encoder/ and structure_decoder/)");
+    }
+    prepare_out(&args)?;
+    let device = training_device();
+    let model = vqvae_trainable(&config, args.init.as_deref(), &device)?;
+    let dataset_dir = resolve(&args.config, &config.data.dataset);
+    let dataset = esm3_train::data::open(&dataset_dir)?;
+    let examples = |split: &str| -> Result<Vec<_>> {
+        Ok(esm3_train::data::load_split(&dataset, split)?
+            .iter()
+            .filter_map(esm3_train::data::structure_example)
+            .collect())
+    };
+    let train_set = examples("train")?;
+    let valid_set = examples("valid")?;
+    if train_set.is_empty() {
+        bail!(
+            "{}: the train split has no chain with coordinates",
+            dataset_dir.display()
+        );
+    }
+    eprintln!(
+        "training on {} structures, validating on {}",
+        train_set.len(),
+        config.valid_proteins.min(valid_set.len())
+    );
+    let mut optimizer = AdamW::new(
+        model.params(frozen(config.stage), |_| Vec::new()),
+        config.optimizer.clone(),
+    )?;
+    let initialised = args.init.is_some();
+    let mut objective =
+        VqVaeObjective::new(config.clone(), &model, train_set, valid_set, initialised)?;
+    let summary = train(
+        &mut objective,
+        &model,
+        &mut optimizer,
+        &config.schedule,
+        &config.run,
+        &args.out,
+        args.resume,
+        !args.quiet,
+    )?;
+    let final_dir = args.out.join("final");
+    objective.export(&model, &final_dir)?;
+    report(&summary, &final_dir);
+    Ok(())
+}
+
+fn report(summary: &esm3_train::runner::RunSummary, final_dir: &Path) {
+    let values: Vec<String> = summary
+        .last_validation
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect();
+    println!(
+        "trained {} steps in {:.0} s; validation: {}; model: {}",
+        summary.steps,
+        summary.seconds,
+        values.join(" "),
+        final_dir.display()
+    );
+}
+
+fn run_evaluate(args: EvaluateArgs) -> Result<()> {
+    use esm3_generate::prompt::Prompt;
+    use esm3_generate::{GenerationConfig, Track};
+    use esm3_train::card::{evaluate_split, Baselines, CardModels};
+
+    let designer = super::design::Designer::load(&args.model)?;
+    let p = &designer.pipeline;
+    let (Some(encoder), Some(decoder)) = (&p.encoder, &p.decoder) else {
+        bail!(
+            "{}: evaluation needs structure_encoder/ and structure_decoder/ beside the trunk",
+            designer.model_path.display()
+        );
+    };
+    let n_codes = encoder.config().n_codes;
+    let dataset = esm3_train::data::open(&args.dataset)?;
+    let train_records = esm3_train::data::load_split(&dataset, "train")?;
+    let baselines = Baselines::from_train(&train_records);
+    let models = CardModels {
+        esm3: &p.esm3,
+        encoder,
+        decoder,
+        n_codes,
+    };
+    let mut reports = Vec::new();
+    for split in &args.splits {
+        let records = esm3_train::data::load_split(&dataset, split)?;
+        let bar = super::progress::bar(records.len() as u64, split);
+        let report = evaluate_split(
+            &models,
+            &baselines,
+            split,
+            &records,
+            args.max_len,
+            args.seed,
+            &|| bar.inc(1),
+        )?;
+        bar.finish_and_clear();
+        println!(
+            "\n## split `{}`: {} chains, {} with structure\n",
+            report.split, report.chains, report.chains_with_structure
+        );
+        println!(
+            "| metric | esm3-rs-small | baseline | n | beats baseline |\n|---|---|---|---|---|"
+        );
+        for (name, m) in &report.metrics {
+            println!(
+                "| {name} | {:.4} | {:.4} | {} | {} |",
+                m.model,
+                m.baseline,
+                m.count,
+                if m.beats_baseline() { "yes" } else { "no" }
+            );
+        }
+        reports.push(report);
+    }
+    let mut plddt = Vec::new();
+    let mut ptm = Vec::new();
+    for i in 0..args.generations {
+        let plan = vec![
+            GenerationConfig::new(Track::Sequence),
+            GenerationConfig::new(Track::Structure),
+        ];
+        let prompt = Prompt::unconditional("eval", 100, plan).map_err(anyhow::Error::msg)?;
+        let (protein, _) = designer.run(&prompt, args.seed + i as u64, false)?;
+        if let (Some(pl), Some(t)) = (&protein.plddt, protein.ptm) {
+            plddt.push(pl.iter().map(|&v| v as f64).sum::<f64>() / pl.len().max(1) as f64);
+            ptm.push(t as f64);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    if !plddt.is_empty() {
+        println!(
+            "\nunconditional generations (length 100, n = {}): mean pLDDT {:.3}, mean pTM {:.3}",
+            plddt.len(),
+            mean(&plddt),
+            mean(&ptm)
+        );
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "model": designer.model_path,
+            "dataset": args.dataset,
+            "max_len": args.max_len,
+            "seed": args.seed,
+            "splits": reports,
+            "generation": {"n": plddt.len(), "length": 100, "mean_plddt": mean(&plddt), "mean_ptm": mean(&ptm)},
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(())
+}

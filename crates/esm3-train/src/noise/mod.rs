@@ -1,0 +1,647 @@
+//! Per-sample corruption for the masked multi-track objective (spec esm3-training.md §1.2–1.11)
+//! and batching of corrupted samples into model inputs plus per-track targets.
+//!
+//! `corrupt` follows the order of §1.11: crop (dropping BOS/EOS for cropped-away termini),
+//! residue-gap augmentation else tertiary-interface split, per-track dropout else schedule
+//! mask, span or i.i.d. coordinate masking with the atomic-coordination override, Gaussian
+//! noise on visible coordinates, pseudo-chain ids and pLDDT tracks. `collate` pads samples into
+//! an [`Esm3Input`] and [`Targets`] where −1 means "not supervised".
+
+mod augment;
+mod collate;
+mod config;
+mod schedule;
+
+use esm3_models::esm3::structure_ids;
+use esm3_models::schema::vocab;
+use esm3_tokens::{sasa as sasa_vocab, sequence as seq_vocab, ss8 as ss8_vocab};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use thiserror::Error;
+
+pub use collate::{collate, SupervisedCounts, Targets, TrainingBatch};
+pub use config::{NoiseConfig, TrackNoise};
+pub use schedule::Schedule;
+
+/// Value of every target that is not supervised.
+pub const IGNORE: i64 = -1;
+/// Sequence id of `X`: kept as input but never a target (it is not a residue identity).
+const SEQ_X: i64 = 24;
+const NAN3: [[f32; 3]; 3] = [[f32::NAN; 3]; 3];
+
+#[derive(Debug, Error)]
+pub enum NoiseError {
+    #[error("invalid training protein: {0}")]
+    Protein(String),
+    #[error("invalid noise config: {0}")]
+    Config(String),
+    #[error("cannot collate: {0}")]
+    Collate(String),
+}
+
+pub type Result<T> = std::result::Result<T, NoiseError>;
+
+/// One protein with whichever tracks the data has; every present track has the sequence's
+/// length.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingProtein {
+    /// One-letter residues (`LAGVSERTIDPKQNFYMHWCXBUZO`); `X` is input-only, never a target.
+    pub sequence: String,
+    /// VQ-VAE codes per residue in 0..4096 (no BOS/EOS); any other value means "no code".
+    pub structure_tokens: Option<Vec<i64>>,
+    /// N, CA, C per residue in Å; a residue with any non-finite atom counts as unresolved.
+    pub backbone: Option<Vec<[[f32; 3]; 3]>>,
+    /// DSSP letters `GHITEBSC`; blank or `-` is read as loop `C`; `X`, `_`, `?` as unknown.
+    pub ss8: Option<String>,
+    /// Per-residue SASA in Å²; NaN = unknown.
+    pub sasa: Option<Vec<f32>>,
+    /// 8 function ids per residue in 0..260; an all-zero row means "no label" (`<pad>`).
+    pub function_tokens: Option<Vec<[i64; 8]>>,
+    /// Residue-annotation ids per residue in 0..1478 (0 entries are ignored); an empty list is
+    /// a valid "no annotation" label.
+    pub residue_annotations: Option<Vec<Vec<i64>>>,
+}
+
+/// Per-position targets of one sample; [`IGNORE`] where not supervised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleTargets {
+    pub sequence: Vec<i64>,
+    pub structure: Vec<i64>,
+    pub ss8: Vec<i64>,
+    pub sasa: Vec<i64>,
+    pub function: Vec<[i64; 8]>,
+    /// `None` when the protein has no annotations; else per position `Some(labels)` where
+    /// supervised (an empty list supervises "no label present").
+    pub residue_annotations: Option<Vec<Option<Vec<i64>>>>,
+}
+
+impl SampleTargets {
+    /// Dense multi-hot `[L, 1478]`: 1/0 where supervised, −1 elsewhere.
+    pub fn residue_multi_hot(&self) -> Option<Vec<f32>> {
+        let rows = self.residue_annotations.as_ref()?;
+        let mut out = vec![-1.0f32; rows.len() * vocab::RESIDUE];
+        for (p, row) in rows.iter().enumerate() {
+            if let Some(labels) = row {
+                let dst = &mut out[p * vocab::RESIDUE..(p + 1) * vocab::RESIDUE];
+                dst.fill(0.0);
+                for &l in labels {
+                    dst[l as usize] = 1.0;
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// What happened to one track, for logging.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrackRecord {
+    /// The protein has this track.
+    pub present: bool,
+    /// Whole-track dropout fired.
+    pub dropped: bool,
+    /// Drawn mask rate (1.0 when dropped, 0.0 when absent).
+    pub rate: f64,
+    /// Residue positions masked on input.
+    pub n_masked: usize,
+    /// Positions with a target.
+    pub n_supervised: usize,
+}
+
+/// How the coordinate mask was drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordinateMask {
+    /// No backbone given.
+    Absent,
+    Dropped,
+    Iid,
+    Span,
+    /// Only this triplet (original residue indices, 0-based) and some neighbours are shown.
+    AtomicCoordination {
+        triplet: [usize; 3],
+    },
+}
+
+/// Which chain-splitting augmentation was applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Augmentation {
+    None,
+    ResidueGap {
+        chains: usize,
+    },
+    /// Split around the long-range contact (original residue indices, 0-based).
+    InterfaceSplit {
+        contact: (usize, usize),
+    },
+}
+
+/// Everything drawn for one sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoiseRecord {
+    /// Residue window kept by the crop, `start..end` in original indices.
+    pub window: (usize, usize),
+    pub augmentation: Augmentation,
+    pub coordinate_mask: CoordinateMask,
+    pub sequence: TrackRecord,
+    pub structure: TrackRecord,
+    /// `n_masked` counts resolved residues hidden; `rate` is the drawn rate even when the
+    /// atomic-coordination override replaced the mask.
+    pub coordinates: TrackRecord,
+    pub ss8: TrackRecord,
+    pub sasa: TrackRecord,
+    pub function: TrackRecord,
+    pub residue_annotations: TrackRecord,
+    /// Residues whose coordinates are visible while their structure token is masked
+    /// (spec §1.3 diagnostic: the model may learn to copy the tokenizer there).
+    pub visible_coords_masked_token: usize,
+}
+
+/// One corrupted sample; every per-position vector has `len()` entries including the
+/// BOS/EOS/chain-break positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorruptedSample {
+    /// Original residue index (0-based) per position, −1 for BOS/EOS/chain break.
+    pub residue_index: Vec<i64>,
+    /// Pseudo-chain per position (BOS joins the first chain, a break the chain before it).
+    pub chain_id: Vec<i64>,
+    pub sequence: Vec<i64>,
+    pub structure: Vec<i64>,
+    pub ss8: Vec<i64>,
+    pub sasa: Vec<i64>,
+    pub function: Vec<[i64; 8]>,
+    pub residue_annotations: Vec<[i64; 16]>,
+    /// N, CA, C with noise where visible; NaN where masked, unresolved or special.
+    pub coordinates: Vec<[[f32; 3]; 3]>,
+    /// 1.0 where coordinates are visible, 0.0 elsewhere (the wheel's convention, spec §1.10).
+    pub per_res_plddt: Vec<f32>,
+    /// Mean pLDDT before masking: experimental structures are 1.0, as is "no structure".
+    pub average_plddt: f32,
+    pub targets: SampleTargets,
+    pub record: NoiseRecord,
+}
+
+impl CorruptedSample {
+    pub fn len(&self) -> usize {
+        self.sequence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sequence.is_empty()
+    }
+}
+
+/// A position of the corrupted sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Bos,
+    Eos,
+    Break,
+    Res(usize),
+}
+
+/// Per-residue labels after validation, over the full protein.
+struct Labels {
+    sequence: Vec<i64>,
+    /// −1 where there is no true code.
+    structure: Option<Vec<i64>>,
+    /// `None` per residue where any backbone atom is missing.
+    coords: Option<Vec<Option<[[f32; 3]; 3]>>>,
+    /// 0 = unknown.
+    ss8: Option<Vec<i64>>,
+    /// 0 = unknown.
+    sasa: Option<Vec<i64>>,
+    /// All zero = no label.
+    function: Option<Vec<[i64; 8]>>,
+    /// Sorted, deduplicated, 0 removed.
+    residue: Option<Vec<Vec<i64>>>,
+}
+
+impl Labels {
+    fn len(&self) -> usize {
+        self.sequence.len()
+    }
+
+    fn ca(&self, k: usize) -> Option<[f32; 3]> {
+        self.coords.as_ref()?[k].map(|c| c[1])
+    }
+}
+
+fn validate(protein: &TrainingProtein) -> Result<Labels> {
+    let bad = |m: String| Err(NoiseError::Protein(m));
+    let mut sequence = Vec::with_capacity(protein.sequence.len());
+    for (k, c) in protein.sequence.chars().enumerate() {
+        match seq_vocab::char_id(c) {
+            Some(id) if (4..=28).contains(&id) => sequence.push(id as i64),
+            _ => {
+                return bad(format!(
+                    "sequence character {c:?} at position {} (1-based) is not a residue letter \
+                     (expected one of LAGVSERTIDPKQNFYMHWCXBUZO)",
+                    k + 1
+                ))
+            }
+        }
+    }
+    let n = sequence.len();
+    if n == 0 {
+        return bad("empty sequence".into());
+    }
+    let check_len = |name: &str, got: usize| -> Result<()> {
+        if got != n {
+            return Err(NoiseError::Protein(format!(
+                "`{name}` has {got} entries but the sequence has {n} residues"
+            )));
+        }
+        Ok(())
+    };
+    let coords = match &protein.backbone {
+        Some(b) => {
+            check_len("backbone", b.len())?;
+            Some(
+                b.iter()
+                    .map(|r| r.iter().flatten().all(|v| v.is_finite()).then_some(*r))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    let structure = match &protein.structure_tokens {
+        Some(t) => {
+            check_len("structure_tokens", t.len())?;
+            // A code for an unresolved residue is the tokenizer's "no coordinates" code, not a
+            // structure label.
+            Some(
+                t.iter()
+                    .enumerate()
+                    .map(|(k, &v)| {
+                        let resolved = coords.as_ref().is_none_or(|c| c[k].is_some());
+                        if (0..vocab::STRUCTURE_LOGITS as i64).contains(&v) && resolved {
+                            v
+                        } else {
+                            IGNORE
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let ss8 = match &protein.ss8 {
+        Some(s) => {
+            let cleaned: String = s
+                .chars()
+                .map(|c| match c {
+                    ' ' | '-' => 'C',
+                    'X' | '?' => ss8_vocab::MASK_CHAR,
+                    c => c,
+                })
+                .collect();
+            check_len("ss8", cleaned.chars().count())?;
+            let ids =
+                ss8_vocab::encode(&cleaned).map_err(|e| NoiseError::Protein(e.to_string()))?;
+            Some(ids[1..ids.len() - 1].iter().map(|&v| v as i64).collect())
+        }
+        None => None,
+    };
+    let sasa = match &protein.sasa {
+        Some(v) => {
+            check_len("sasa", v.len())?;
+            let opt: Vec<Option<f32>> = v.iter().map(|&x| (!x.is_nan()).then_some(x)).collect();
+            let ids = sasa_vocab::encode(&opt).map_err(|e| NoiseError::Protein(e.to_string()))?;
+            Some(ids[1..ids.len() - 1].iter().map(|&v| v as i64).collect())
+        }
+        None => None,
+    };
+    let function = match &protein.function_tokens {
+        Some(f) => {
+            check_len("function_tokens", f.len())?;
+            for (k, row) in f.iter().enumerate() {
+                if let Some(v) = row
+                    .iter()
+                    .find(|v| !(0..vocab::FUNCTION as i64).contains(v))
+                {
+                    return bad(format!(
+                        "function token {v} at residue {} (1-based) is outside 0..{}",
+                        k + 1,
+                        vocab::FUNCTION
+                    ));
+                }
+            }
+            Some(f.clone())
+        }
+        None => None,
+    };
+    let residue = match &protein.residue_annotations {
+        Some(r) => {
+            check_len("residue_annotations", r.len())?;
+            let mut out = Vec::with_capacity(n);
+            for (k, labels) in r.iter().enumerate() {
+                if let Some(v) = labels
+                    .iter()
+                    .find(|v| !(0..vocab::RESIDUE as i64).contains(v))
+                {
+                    return bad(format!(
+                        "residue annotation {v} at residue {} (1-based) is outside 0..{}",
+                        k + 1,
+                        vocab::RESIDUE
+                    ));
+                }
+                let mut l: Vec<i64> = labels.iter().copied().filter(|&v| v != 0).collect();
+                l.sort_unstable();
+                l.dedup();
+                out.push(l);
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    Ok(Labels {
+        sequence,
+        structure,
+        coords,
+        ss8,
+        sasa,
+        function,
+        residue,
+    })
+}
+
+/// Dropout else schedule mask over `n` residue positions (spec §1.2–1.3).
+fn draw_mask(track: &TrackNoise, n: usize, rng: &mut impl Rng) -> (bool, f64, Vec<bool>) {
+    if rng.random_bool(track.dropout) {
+        return (true, 1.0, vec![true; n]);
+    }
+    let r = track.schedule.sample_rate(rng);
+    let mask = (0..n).map(|_| rng.random::<f64>() < r).collect();
+    (false, r, mask)
+}
+
+/// Corrupts one protein into model inputs and targets (spec §1.11 order).
+pub fn corrupt(
+    protein: &TrainingProtein,
+    config: &NoiseConfig,
+    rng: &mut impl Rng,
+) -> Result<CorruptedSample> {
+    config.validate()?;
+    let labels = validate(protein)?;
+    let n_all = labels.len();
+
+    // 2. Crop: a window of at most crop_length − 2 residues; a terminus outside it loses its
+    // BOS/EOS token.
+    let w = n_all.min(config.crop_length - 2);
+    let start = rng.random_range(0..=n_all - w);
+    let end = start + w;
+    let (mut bos, mut eos) = (start == 0, end == n_all);
+
+    // 3. Residue gaps, else the interface split.
+    let mut chains = vec![std::ops::Range { start, end }];
+    let mut augmentation = Augmentation::None;
+    if let Some(split) = augment::residue_gap(start, end, config, rng) {
+        augmentation = Augmentation::ResidueGap {
+            chains: split.len(),
+        };
+        chains = split;
+    } else if labels.coords.is_some() && rng.random_bool(config.interface_split_probability) {
+        if let Some((contact, split)) = augment::interface_split(&labels, start, end, config, rng) {
+            bos &= split[0].start == start;
+            eos &= split[1].end == end;
+            augmentation = Augmentation::InterfaceSplit { contact };
+            chains = split;
+        }
+    }
+
+    let mut slots = Vec::with_capacity(w + chains.len() + 1);
+    let mut chain_of = Vec::with_capacity(slots.capacity());
+    if bos {
+        slots.push(Slot::Bos);
+        chain_of.push(0i64);
+    }
+    for (c, range) in chains.iter().enumerate() {
+        if c > 0 {
+            slots.push(Slot::Break);
+            chain_of.push(c as i64 - 1);
+        }
+        for k in range.clone() {
+            slots.push(Slot::Res(k));
+            chain_of.push(c as i64);
+        }
+    }
+    if eos {
+        slots.push(Slot::Eos);
+        chain_of.push(chains.len() as i64 - 1);
+    }
+    // Residues of the sample in position order; masks index this list.
+    let residues: Vec<usize> = chains.iter().flat_map(|r| r.clone()).collect();
+    let nr = residues.len();
+
+    // 5. Per-track masks.
+    let absent = || (false, 0.0, vec![false; nr]);
+    let seq = draw_mask(&config.sequence, nr, rng);
+    let st = match labels.structure {
+        Some(_) => draw_mask(&config.structure, nr, rng),
+        None => absent(),
+    };
+    let (co, coordinate_mask) = match &labels.coords {
+        None => (absent(), CoordinateMask::Absent),
+        Some(_) => {
+            let (dropped, rate, iid) = draw_mask(&config.coordinates, nr, rng);
+            let (mut mask, mut mode) = if dropped {
+                (iid, CoordinateMask::Dropped)
+            } else if rng.random_bool(config.span_mask_probability) {
+                (
+                    augment::span_mask(nr, rate, config.max_spans, rng),
+                    CoordinateMask::Span,
+                )
+            } else {
+                (iid, CoordinateMask::Iid)
+            };
+            if rng.random_bool(config.atomic_coordination_probability) {
+                if let Some((triplet, shown)) =
+                    augment::atomic_coordination(&labels, &residues, config, rng)
+                {
+                    mask = shown.iter().map(|s| !s).collect();
+                    mode = CoordinateMask::AtomicCoordination { triplet };
+                }
+            }
+            ((dropped, rate, mask), mode)
+        }
+    };
+    let maybe = |present: bool, track: &TrackNoise, rng: &mut _| {
+        if present {
+            draw_mask(track, nr, rng)
+        } else {
+            absent()
+        }
+    };
+    let ss = maybe(labels.ss8.is_some(), &config.ss8, rng);
+    let sa = maybe(labels.sasa.is_some(), &config.sasa, rng);
+    let fu = maybe(labels.function.is_some(), &config.function, rng);
+    let ra = maybe(labels.residue.is_some(), &config.residue_annotations, rng);
+
+    // 6–7. Assemble positions; noise on visible coordinates only.
+    let noise = Normal::new(0.0f32, config.coordinate_noise_std as f32)
+        .map_err(|e| NoiseError::Config(format!("coordinate_noise_std: {e}")))?;
+    let l = slots.len();
+    let mut s = CorruptedSample {
+        residue_index: Vec::with_capacity(l),
+        chain_id: chain_of,
+        sequence: Vec::with_capacity(l),
+        structure: Vec::with_capacity(l),
+        ss8: vec![0; l],
+        sasa: vec![0; l],
+        function: vec![[0; 8]; l],
+        residue_annotations: vec![[0; 16]; l],
+        coordinates: vec![NAN3; l],
+        per_res_plddt: vec![0.0; l],
+        average_plddt: 1.0,
+        targets: SampleTargets {
+            sequence: vec![IGNORE; l],
+            structure: vec![IGNORE; l],
+            ss8: vec![IGNORE; l],
+            sasa: vec![IGNORE; l],
+            function: vec![[IGNORE; 8]; l],
+            residue_annotations: labels.residue.as_ref().map(|_| vec![None; l]),
+        },
+        record: NoiseRecord {
+            window: (start, end),
+            augmentation,
+            coordinate_mask,
+            sequence: TrackRecord::default(),
+            structure: TrackRecord::default(),
+            coordinates: TrackRecord::default(),
+            ss8: TrackRecord::default(),
+            sasa: TrackRecord::default(),
+            function: TrackRecord::default(),
+            residue_annotations: TrackRecord::default(),
+            visible_coords_masked_token: 0,
+        },
+    };
+    let mut m = 0usize; // index into `residues`
+    for (p, slot) in slots.iter().enumerate() {
+        let k = match *slot {
+            Slot::Bos => {
+                s.residue_index.push(-1);
+                s.sequence.push(seq_vocab::BOS as i64);
+                s.structure.push(structure_ids::BOS);
+                continue;
+            }
+            Slot::Eos => {
+                s.residue_index.push(-1);
+                s.sequence.push(seq_vocab::EOS as i64);
+                s.structure.push(structure_ids::EOS);
+                continue;
+            }
+            Slot::Break => {
+                s.residue_index.push(-1);
+                s.sequence.push(seq_vocab::CHAINBREAK as i64);
+                s.structure.push(structure_ids::CHAINBREAK);
+                continue;
+            }
+            Slot::Res(k) => k,
+        };
+        s.residue_index.push(k as i64);
+        let t = &mut s.targets;
+
+        let label = labels.sequence[k];
+        if seq.2[m] {
+            s.sequence.push(seq_vocab::MASK as i64);
+            if label != SEQ_X {
+                t.sequence[p] = label;
+            }
+        } else {
+            s.sequence.push(label);
+        }
+
+        let code = labels.structure.as_ref().map_or(IGNORE, |v| v[k]);
+        if st.2[m] || code < 0 {
+            s.structure.push(structure_ids::MASK);
+            if st.2[m] && code >= 0 {
+                t.structure[p] = code;
+            }
+        } else {
+            s.structure.push(code);
+        }
+
+        if let Some(c) = labels.coords.as_ref().and_then(|c| c[k]) {
+            if !co.2[m] {
+                let mut noisy = c;
+                for v in noisy.iter_mut().flatten() {
+                    *v += noise.sample(rng);
+                }
+                s.coordinates[p] = noisy;
+                s.per_res_plddt[p] = 1.0;
+                if s.structure[p] == structure_ids::MASK {
+                    s.record.visible_coords_masked_token += 1;
+                }
+            }
+        }
+
+        for (track, mask, input, target) in [
+            (&labels.ss8, &ss.2, &mut s.ss8, &mut t.ss8),
+            (&labels.sasa, &sa.2, &mut s.sasa, &mut t.sasa),
+        ] {
+            if let Some(v) = track {
+                if mask[m] {
+                    if v[k] != 0 {
+                        target[p] = v[k];
+                    }
+                } else {
+                    input[p] = v[k];
+                }
+            }
+        }
+
+        if let Some(f) = &labels.function {
+            if fu.2[m] {
+                if f[k].iter().any(|&v| v != 0) {
+                    t.function[p] = f[k];
+                }
+            } else {
+                s.function[p] = f[k];
+            }
+        }
+
+        if let Some(r) = &labels.residue {
+            if ra.2[m] {
+                if let Some(rows) = t.residue_annotations.as_mut() {
+                    rows[p] = Some(r[k].clone());
+                }
+            } else {
+                // The input holds at most 16 labels; targets keep them all.
+                for (slot, &v) in s.residue_annotations[p].iter_mut().zip(&r[k]) {
+                    *slot = v;
+                }
+            }
+        }
+        m += 1;
+    }
+
+    let count = |v: &[i64]| v.iter().filter(|&&x| x != IGNORE).count();
+    let rec = |present: bool, d: &(bool, f64, Vec<bool>), n_supervised: usize| TrackRecord {
+        present,
+        dropped: d.0,
+        rate: d.1,
+        n_masked: d.2.iter().filter(|&&x| x).count(),
+        n_supervised,
+    };
+    let t = &s.targets;
+    s.record.sequence = rec(true, &seq, count(&t.sequence));
+    s.record.structure = rec(labels.structure.is_some(), &st, count(&t.structure));
+    s.record.coordinates = TrackRecord {
+        n_masked: residues
+            .iter()
+            .zip(&co.2)
+            .filter(|(&k, &masked)| masked && labels.ca(k).is_some())
+            .count(),
+        ..rec(labels.coords.is_some(), &co, 0)
+    };
+    s.record.ss8 = rec(labels.ss8.is_some(), &ss, count(&t.ss8));
+    s.record.sasa = rec(labels.sasa.is_some(), &sa, count(&t.sasa));
+    let fun_sup = t.function.iter().filter(|r| r[0] != IGNORE).count();
+    s.record.function = rec(labels.function.is_some(), &fu, fun_sup);
+    let res_sup = t
+        .residue_annotations
+        .as_ref()
+        .map_or(0, |r| r.iter().filter(|x| x.is_some()).count());
+    s.record.residue_annotations = rec(labels.residue.is_some(), &ra, res_sup);
+    Ok(s)
+}

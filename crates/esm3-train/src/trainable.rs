@@ -1,0 +1,219 @@
+//! Trainable weights: named candle `Var`s in a `VarMap`. Models are built from it with
+//! `VarBuilder::from_varmap`, so every weight the inference code fetches is a variable and
+//! gradients reach it; saving writes the same names and shapes as an inference model directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use esm3_models::config::ModelConfig;
+use esm3_models::init::write_model_dir;
+use esm3_models::schema::schema;
+
+use crate::optim::{decays, Param};
+
+/// Prefix of tensors that exist only for training (e.g. auxiliary heads); never saved into an
+/// inference model directory.
+pub const TRAINING_ONLY_PREFIX: &str = "training.";
+
+/// One model of a trainable set (the trunk alone; or the VQ-VAE's encoder and decoder), stored
+/// under `prefix` in the shared `VarMap`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    /// `""` for a single model, else e.g. `"encoder."`.
+    pub prefix: String,
+    pub config: ModelConfig,
+}
+
+pub struct Trainable {
+    pub parts: Vec<Part>,
+    pub varmap: VarMap,
+    pub device: Device,
+}
+
+impl Trainable {
+    /// Variables holding copies of `tensors` (f32), on `device`.
+    pub fn from_tensors(
+        config: ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().expect("fresh VarMap");
+            for (name, t) in tensors {
+                let t = t.to_dtype(DType::F32)?.to_device(device)?;
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        Ok(Self {
+            parts: vec![Part {
+                prefix: String::new(),
+                config,
+            }],
+            varmap,
+            device: device.clone(),
+        })
+    }
+
+    /// Several models in one variable map, each under its prefix (e.g. `encoder.`), from
+    /// their tensors.
+    pub fn from_parts(
+        parts: Vec<(Part, HashMap<String, Tensor>)>,
+        device: &Device,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        let mut kept = Vec::new();
+        {
+            let mut data = varmap.data().lock().expect("fresh VarMap");
+            for (part, tensors) in parts {
+                for (name, t) in tensors {
+                    let t = t.to_dtype(DType::F32)?.to_device(device)?;
+                    data.insert(format!("{}{name}", part.prefix), Var::from_tensor(&t)?);
+                }
+                kept.push(part);
+            }
+        }
+        Ok(Self {
+            parts: kept,
+            varmap,
+            device: device.clone(),
+        })
+    }
+
+    /// The first (for single models: the only) model's config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.parts[0].config
+    }
+
+    /// Seeded random initialisation from the config's schema.
+    pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Self> {
+        let tensors = esm3_models::init::random_weights(&config, seed)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Self::from_tensors(config, tensors, device)
+    }
+
+    /// Loads a model directory (config.json + model.safetensors) as the starting point.
+    pub fn from_model_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let err = |e: esm3_models::ModelError| candle_core::Error::Msg(e.to_string());
+        let model = esm3_models::ModelDir::open(dir).map_err(err)?;
+        model.check().map_err(err)?;
+        let tensors = candle_core::safetensors::load(model.weights_path(), &Device::Cpu)?;
+        Self::from_tensors(model.config.clone(), tensors, device)
+    }
+
+    /// Tensors of a model directory (checked against its config), for [`Trainable::from_parts`].
+    pub fn load_model_dir(dir: &Path) -> Result<(ModelConfig, HashMap<String, Tensor>)> {
+        let err = |e: esm3_models::ModelError| candle_core::Error::Msg(e.to_string());
+        let model = esm3_models::ModelDir::open(dir).map_err(err)?;
+        model.check().map_err(err)?;
+        let tensors = candle_core::safetensors::load(model.weights_path(), &Device::Cpu)?;
+        Ok((model.config.clone(), tensors))
+    }
+
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
+    }
+
+    /// Adds (or replaces) a training-only tensor.
+    pub fn insert(&self, name: &str, t: &Tensor) -> Result<Var> {
+        let var = Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        self.varmap
+            .data()
+            .lock()
+            .expect("VarMap lock")
+            .insert(name.to_string(), var.clone());
+        Ok(var)
+    }
+
+    /// All variables, sorted by name (a stable order for the optimizer state).
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("VarMap lock");
+        let mut out: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Optimizer parameters (all variables but those `frozen` names), with weight decay on
+    /// matrices and the padding rows of the given embeddings held at zero.
+    pub fn params(
+        &self,
+        frozen: impl Fn(&str) -> bool,
+        zero_rows: impl Fn(&str) -> Vec<usize>,
+    ) -> Vec<Param> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(n, _)| !frozen(n))
+            .map(|(name, var)| Param {
+                decay: decays(&name, var.dims()),
+                frozen_rows: zero_rows(&name),
+                name,
+                var,
+            })
+            .collect()
+    }
+
+    /// Every tensor by name (training-only ones included), detached copies.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect()
+    }
+
+    /// Replaces the values of existing variables (checkpoint restore); names must match.
+    pub fn load_values(&self, tensors: &HashMap<String, Tensor>, origin: &Path) -> Result<()> {
+        for (name, var) in self.named_vars() {
+            let t = tensors.get(&name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("{}: no tensor {name}", origin.display()))
+            })?;
+            if t.shape() != var.shape() {
+                candle_core::bail!(
+                    "{}: {name} has shape {:?}, expected {:?}",
+                    origin.display(),
+                    t.dims(),
+                    var.dims()
+                );
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an inference model directory of the first part: only the schema's tensors, in
+    /// the release layout.
+    pub fn save_model_dir(&self, dir: &Path) -> Result<()> {
+        self.save_part(0, dir, &HashMap::new())
+    }
+
+    /// Writes part `index` as an inference model directory; `replace` overrides tensors by
+    /// their (unprefixed) schema name, e.g. a stage-1 decoder's fused token embedding.
+    pub fn save_part(
+        &self,
+        index: usize,
+        dir: &Path,
+        replace: &HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let part = &self.parts[index];
+        let all = self.tensors();
+        let mut out = HashMap::new();
+        for (name, _shape) in schema(&part.config) {
+            let t = match replace.get(&name) {
+                Some(t) => t.clone(),
+                None => all
+                    .get(&format!("{}{name}", part.prefix))
+                    .cloned()
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "trainable model lacks tensor {}{name}",
+                            part.prefix
+                        ))
+                    })?,
+            };
+            out.insert(name, t.to_device(&Device::Cpu)?);
+        }
+        write_model_dir(dir, &part.config, &out).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+}
