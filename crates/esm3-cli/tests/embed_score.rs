@@ -138,10 +138,11 @@ fn bad_sequences_and_mutations_are_named() {
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("the sequence has K at position 2, not A"), "{e}");
-    let o = esm3(&["score", s(&fasta)]);
+    let missing = fixtures().join("no-such-model");
+    let o = esm3(&["score", s(&fasta), "--model-dir", s(&missing)]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && (e.contains("no bundled model") || e.contains("config.json")),
+        !o.status.success() && e.contains("no-such-model") && e.contains("config.json"),
         "{e}"
     );
 }

@@ -114,7 +114,7 @@ pub struct Clustering {
 }
 
 /// Murphy et al. (2000) 10-letter alphabet: LVIM C A G ST P FYW EDNQ KR H; 255 = unknown.
-fn reduced(c: u8) -> u8 {
+pub(crate) fn reduced(c: u8) -> u8 {
     match c.to_ascii_uppercase() {
         b'L' | b'V' | b'I' | b'M' => 0,
         b'C' => 1,
@@ -132,7 +132,7 @@ fn reduced(c: u8) -> u8 {
 
 /// Seed codes (base 10, offset by `base`) by start position; `None` where a used position
 /// holds an unknown residue.
-fn seed_codes(seq: &str, seed: &[usize], span: usize, base: u32) -> Vec<Option<u32>> {
+pub(crate) fn seed_codes(seq: &str, seed: &[usize], span: usize, base: u32) -> Vec<Option<u32>> {
     let r: Vec<u8> = seq.bytes().map(reduced).collect();
     if r.len() < span {
         return Vec::new();
@@ -150,7 +150,7 @@ fn seed_codes(seq: &str, seed: &[usize], span: usize, base: u32) -> Vec<Option<u
 }
 
 /// Used offsets of each seed pattern, and their common weight.
-fn parse_seeds(seeds: &[String]) -> (Vec<(Vec<usize>, usize)>, usize) {
+pub(crate) fn parse_seeds(seeds: &[String]) -> (Vec<(Vec<usize>, usize)>, usize) {
     let parsed: Vec<(Vec<usize>, usize)> = seeds
         .iter()
         .map(|s| {

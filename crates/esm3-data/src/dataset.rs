@@ -45,6 +45,8 @@ pub struct BuildConfig {
     pub cluster: ClusterParams,
     /// Chains per shard.
     pub shard_size: usize,
+    /// The held-out purge after the split (`None`: skip it).
+    pub purge: Option<crate::purge::PurgeParams>,
     /// The command line, recorded in the manifest.
     pub command: String,
 }
@@ -60,6 +62,7 @@ impl Default for BuildConfig {
             split: SplitConfig::default(),
             cluster: ClusterParams::default(),
             shard_size: 2000,
+            purge: Some(crate::purge::PurgeParams::default()),
             command: String::new(),
         }
     }
@@ -113,6 +116,10 @@ pub struct Manifest {
     pub shards: BTreeMap<String, Vec<String>>,
     /// Seconds per build stage.
     pub seconds: BTreeMap<String, f64>,
+    /// The held-out purge ([`crate::purge`]): parameters, work and every chain moved. Absent
+    /// in datasets built before the purge existed and never purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<crate::purge::PurgeRecord>,
 }
 
 /// Progress reporting hooks (the CLI draws bars with them).
@@ -278,6 +285,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
     // 2. Clusters.
     let t = Instant::now();
     let seqs: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
+    let search_space: usize = seqs.iter().map(|s| s.len()).sum();
     progress.start("clustering (candidate alignments)", 0);
     let clustering = cluster_sequences(&seqs, &config.cluster, &|done, total| {
         progress.start("clustering (candidate alignments)", total);
@@ -332,6 +340,53 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
             split_of[k] = assignment[&r.cluster];
         }
     }
+    seconds.insert("split".to_owned(), t.elapsed().as_secs_f64());
+
+    // 3b. Purge: held-out chains linked to a train chain by the more sensitive search.
+    let mut purge_record = None;
+    if let Some(params) = &config.purge {
+        let t = Instant::now();
+        progress.start("purging held-out chains", 0);
+        let held: Vec<(&ChainRecord, &str)> = records
+            .iter()
+            .zip(&split_of)
+            .filter(|(_, s)| crate::purge::HELD_OUT.contains(s))
+            .map(|(r, s)| (r, *s))
+            .collect();
+        let train: Vec<&ChainRecord> = records
+            .iter()
+            .zip(&split_of)
+            .filter(|(_, s)| **s == "train")
+            .map(|(r, _)| r)
+            .collect();
+        let (moved, stats) =
+            crate::purge::find_moves(&held, &train, &config.cluster, params, search_space);
+        progress.finish();
+        let index: HashMap<&str, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (r.name.as_str(), k))
+            .collect();
+        for m in &moved {
+            split_of[index[m.name.as_str()]] = crate::purge::destination(&m.from);
+            if m.to == EXCLUDED {
+                excluded.push(Excluded {
+                    name: m.name.clone(),
+                    reason: crate::purge::reason(m),
+                });
+            }
+        }
+        purge_record = Some(crate::purge::record(
+            None,
+            &config.cluster,
+            params,
+            search_space,
+            stats,
+            moved,
+        ));
+        seconds.insert("purge".to_owned(), t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
     let mut external_pdb_ids: Vec<String> = external_ids.iter().map(|s| s.to_string()).collect();
     external_pdb_ids.sort();
     drop(external_ids);
@@ -392,7 +447,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         .map_err(io_err(&tsv_path))?;
     }
     tsv.flush().map_err(io_err(&tsv_path))?;
-    seconds.insert("split_and_write".to_owned(), t.elapsed().as_secs_f64());
+    seconds.insert("write".to_owned(), t.elapsed().as_secs_f64());
     seconds.insert("total".to_owned(), started.elapsed().as_secs_f64());
 
     let manifest = Manifest {
@@ -413,6 +468,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         skipped,
         shards: shard_names,
         seconds,
+        purge: purge_record,
     };
     let p = out.join("manifest.json");
     std::fs::write(

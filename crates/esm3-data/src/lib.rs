@@ -8,6 +8,7 @@ pub mod align;
 pub mod cluster;
 pub mod dataset;
 pub mod promod3;
+pub mod purge;
 pub mod shards;
 pub mod split;
 pub mod structures;

@@ -36,6 +36,9 @@ pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
 pub const EXTERNAL: &str = "external";
 /// Chains kept out of every split (homologous to or sharing a PDB id with `external`).
 pub const EXCLUDED: &str = "excluded";
+/// External chains that the held-out purge ([`crate::purge`]) found linked to a train chain:
+/// kept out of `external` so that it stays an independent evaluation set.
+pub const EXTERNAL_HOMOLOGOUS: &str = "external_homologous";
 
 /// Split name of every cluster in `clusters` (cluster id, has coordinates).
 pub fn assign(clusters: &[(u32, bool)], config: &SplitConfig) -> BTreeMap<u32, &'static str> {

@@ -42,6 +42,11 @@ pub fn batch_logits(
     batch: &[ProteinTensor],
     padding: PaddingAttention,
 ) -> Result<Esm3Output, GenerationError> {
+    Ok(model.forward(&batch_input(batch, padding))?)
+}
+
+/// The model input [`batch_logits`] runs: every track right-padded to the longest prompt.
+pub fn batch_input(batch: &[ProteinTensor], padding: PaddingAttention) -> Esm3Input {
     let b = batch.len();
     let lens: Vec<usize> = batch.iter().map(ProteinTensor::len).collect();
     let l = lens.iter().copied().max().unwrap_or(0);
@@ -124,7 +129,7 @@ pub fn batch_logits(
                 .collect(),
         )),
     };
-    let input = Esm3Input {
+    Esm3Input {
         sequence_tokens: int_track(&|p| p.sequence.as_ref(), Track::Sequence),
         structure_tokens: int_track(&|p| p.structure.as_ref(), Track::Structure),
         ss8_tokens: int_track(
@@ -139,8 +144,7 @@ pub fn batch_logits(
         structure_coords: coords,
         chain_id: None,
         sequence_id,
-    };
-    Ok(model.forward(&input)?)
+    }
 }
 
 fn track_logits(out: &Esm3Output, track: Track) -> &Tensor {
@@ -180,6 +184,53 @@ pub fn iterative_sampling(
     configs: &mut [GenerationConfig],
     padding: PaddingAttention,
     rng: &mut impl Rng,
+    on_step: impl FnMut(usize, usize),
+) -> Result<Vec<Result<ProteinTensor, GenerationError>>, GenerationError> {
+    sample_batch(model, prompts, configs, padding, Rngs::Shared(rng), on_step)
+}
+
+/// [`iterative_sampling`] with one random generator per prompt: prompt `i` draws only from
+/// `rngs[i]`, so its result does not depend on which other prompts share the batch (with
+/// [`PaddingAttention::Masked`] it equals generating the prompt alone with that generator).
+pub fn iterative_sampling_per_prompt<R: Rng>(
+    model: &Esm3,
+    prompts: &[ProteinTensor],
+    configs: &mut [GenerationConfig],
+    padding: PaddingAttention,
+    rngs: &mut [R],
+    on_step: impl FnMut(usize, usize),
+) -> Result<Vec<Result<ProteinTensor, GenerationError>>, GenerationError> {
+    assert_eq!(prompts.len(), rngs.len(), "one generator per prompt");
+    sample_batch(
+        model,
+        prompts,
+        configs,
+        padding,
+        Rngs::PerPrompt(rngs),
+        on_step,
+    )
+}
+
+enum Rngs<'a, R> {
+    Shared(&'a mut R),
+    PerPrompt(&'a mut [R]),
+}
+
+impl<R> Rngs<'_, R> {
+    fn get(&mut self, prompt: usize) -> &mut R {
+        match self {
+            Rngs::Shared(r) => r,
+            Rngs::PerPrompt(rs) => &mut rs[prompt],
+        }
+    }
+}
+
+fn sample_batch<R: Rng>(
+    model: &Esm3,
+    prompts: &[ProteinTensor],
+    configs: &mut [GenerationConfig],
+    padding: PaddingAttention,
+    mut rngs: Rngs<'_, R>,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Vec<Result<ProteinTensor, GenerationError>>, GenerationError> {
     assert_eq!(prompts.len(), configs.len(), "one config per prompt");
@@ -264,7 +315,7 @@ pub fn iterative_sampling(
                     .map(|id| ids.contains(&id) && !config.invalid_ids.contains(&id))
                     .collect();
                 for &p in &candidates {
-                    let s = sample_position(&l[p], &valid, temperature, config.top_p, rng);
+                    let s = sample_position(&l[p], &valid, temperature, config.top_p, rngs.get(i));
                     int_ids.push(s.id);
                     sampled.push((p, s.entropy));
                 }
@@ -286,7 +337,7 @@ pub fn iterative_sampling(
                 }
                 Strategy::Random => {
                     let mut order: Vec<usize> = (0..sampled.len()).collect();
-                    order.shuffle(rng);
+                    order.shuffle(rngs.get(i));
                     order.truncate(k);
                     order
                 }

@@ -19,7 +19,9 @@ pub mod tensor;
 pub mod track;
 
 pub use config::{GenerationConfig, PaddingAttention, Schedule, Strategy};
-pub use iterative::{batch_logits, iterative_sampling, GenerationError};
+pub use iterative::{
+    batch_input, batch_logits, iterative_sampling, iterative_sampling_per_prompt, GenerationError,
+};
 pub use pipeline::Esm3Pipeline;
 pub use protein::EsmProtein;
 pub use sequence_model::SequenceModel;

@@ -3,6 +3,9 @@
 //! A model directory for generation is an ESM3 model directory, optionally with the structure
 //! encoder and decoder as sub-directories `structure_encoder/` and `structure_decoder/` (each a
 //! model directory of its own, e.g. written by `esm3 import esm3_structure_encoder_v0.pth`).
+//! A `residue_annotations.csv` beside `config.json` (the weights repository's
+//! `uniref90_and_mgnify90_residue_annotations_gt_1k_proteins.csv`) turns on the residue-annotation
+//! track.
 
 use std::path::Path;
 
@@ -12,17 +15,19 @@ use esm3_models::function_decoder::{
     decode_function_tokens, DecoderVocabulary, FunctionTokenDecoder,
 };
 use esm3_models::model_dir::LoadedModel;
+use esm3_models::schema::vocab;
 use esm3_models::structure_decoder::StructureTokenDecoder;
 use esm3_models::structure_encoder::StructureTokenEncoder;
 use esm3_models::{Esm3, HostArray, LoadOptions, ModelDir};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_protein::ProteinChain;
 use esm3_tokens::function::{FunctionAnnotation, FunctionData, FunctionTokenizer, Hyperplanes};
+use esm3_tokens::residue::{ResidueMode, ResidueVocabulary, LABEL_OFFSET, VOCABULARY_FILE};
 use esm3_tokens::sequence::SequenceTokenizer;
 use esm3_tokens::{sasa, ss8};
 
 use crate::config::{GenerationConfig, PaddingAttention};
-use crate::iterative::{iterative_sampling, GenerationError};
+use crate::iterative::{batch_logits, iterative_sampling_per_prompt, GenerationError};
 use crate::protein::EsmProtein;
 use crate::tensor::ProteinTensor;
 use crate::track::Track;
@@ -45,6 +50,12 @@ pub struct Esm3Pipeline {
     pub encoder: Option<StructureTokenEncoder>,
     pub decoder: Option<StructureTokenDecoder>,
     pub function: Option<FunctionTrack>,
+    /// Residue-annotation labels (`residue_annotations.csv` in the model directory).
+    pub residues: Option<ResidueVocabulary>,
+    /// Whether given residue annotations reach the model. `Encode` (our default) puts their ids
+    /// in the residue track; `Reference` validates them and leaves the track empty, as the
+    /// reference SDK does (spec §5.8 QUIRK).
+    pub residue_mode: ResidueMode,
     pub padding: PaddingAttention,
 }
 
@@ -125,11 +136,29 @@ impl Esm3Pipeline {
         } else {
             None
         };
+        let vocabulary_path = dir.join(VOCABULARY_FILE);
+        let residues = if vocabulary_path.is_file() {
+            let v =
+                ResidueVocabulary::from_csv(&vocabulary_path).map_err(|e| err(e.to_string()))?;
+            let room = vocab::RESIDUE - LABEL_OFFSET as usize;
+            if v.len() > room {
+                return Err(err(format!(
+                    "{}: {} residue-annotation labels, but the model's residue track has room for {room}",
+                    vocabulary_path.display(),
+                    v.len()
+                )));
+            }
+            Some(v)
+        } else {
+            None
+        };
         Ok(Self {
             esm3,
             encoder,
             decoder,
             function,
+            residues,
+            residue_mode: ResidueMode::Encode,
             padding: PaddingAttention::Masked,
         })
     }
@@ -166,6 +195,21 @@ impl Esm3Pipeline {
                 .encode(annotations, n)
                 .map_err(|e| err(format!("function: {e}")))?;
             t.function = Some(rows.into_iter().map(|r| r.map(i64::from)).collect());
+        }
+        if let Some(annotations) = &p.residue_annotations {
+            let vocabulary = self.residues.as_ref().ok_or_else(|| {
+                err(format!(
+                    "residue annotations need {VOCABULARY_FILE} (the residue-annotation labels) in the model directory"
+                ))
+            })?;
+            let rows = vocabulary
+                .tokenize(annotations, n, self.residue_mode)
+                .map_err(|e| err(format!("residue_annotations: {e}")))?;
+            let mut ids = Vec::with_capacity(n + 2);
+            ids.push([0; 16]);
+            ids.extend(rows.into_iter().map(|r| r.map(i64::from)));
+            ids.push([0; 16]);
+            t.residue_annotations = Some(ids);
         }
         if let Some(coords) = &p.coordinates {
             let chain = ProteinChain::new(
@@ -244,6 +288,17 @@ impl Esm3Pipeline {
                 );
             }
         }
+        if let (Some(vocabulary), Some(rows)) = (&self.residues, &t.residue_annotations) {
+            // Rows include BOS/EOS, so a row index is a 1-based residue.
+            let rows: Vec<[u32; 16]> = rows
+                .iter()
+                .map(|r| r.map(|id| u32::try_from(id).unwrap_or(0)))
+                .collect();
+            let decoded = vocabulary.decode(&rows);
+            if !decoded.is_empty() {
+                p.residue_annotations = Some(decoded);
+            }
+        }
         let structure_complete = t
             .structure
             .as_ref()
@@ -264,52 +319,139 @@ impl Esm3Pipeline {
         Ok(p)
     }
 
+    /// Residue-annotation ids predicted by the residue head for each tensor (one batched
+    /// forward): per residue the 16 highest logits with sigmoid ≥ 0.5 (spec §5.8); BOS/EOS rows
+    /// stay empty.
+    pub fn predict_residue_annotations(
+        &self,
+        tensors: &[ProteinTensor],
+    ) -> Result<Vec<Vec<[i64; 16]>>, GenerationError> {
+        if tensors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = batch_logits(&self.esm3, tensors, self.padding)?;
+        let mut all = Vec::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            let n = t.len();
+            let logits = out
+                .residue_logits
+                .get(i)?
+                .narrow(0, 0, n)?
+                .to_vec2::<f32>()?;
+            let mut rows = vec![[0i64; 16]; n];
+            for (row, l) in rows.iter_mut().zip(&logits).take(n - 1).skip(1) {
+                *row = crate::sampling::sample_residue_position(l);
+            }
+            all.push(rows);
+        }
+        Ok(all)
+    }
+
     /// Generates each config's track in turn, feeding each result into the next step.
     pub fn generate(
         &self,
         protein: &EsmProtein,
         plan: &[GenerationConfig],
         rng: &mut impl Rng,
-        mut on_step: impl FnMut(usize, usize, usize),
+        on_step: impl FnMut(usize, usize, usize),
     ) -> Result<EsmProtein, GenerationError> {
-        let mut t = self.encode(protein)?;
+        self.generate_batch(std::slice::from_ref(protein), plan, &mut [rng], on_step)?
+            .pop()
+            .expect("one protein")
+    }
+
+    /// [`generate`](Self::generate) for many proteins at once: every step of `plan` runs as one
+    /// batched iterative sampling (one forward per decoding step for the whole batch). Protein
+    /// `i` draws only from `rngs[i]` and padding is masked, so each result is the one
+    /// `generate` gives with that generator alone. A protein that fails (bad input) comes back
+    /// as an error without stopping the others.
+    pub fn generate_batch<R: Rng>(
+        &self,
+        proteins: &[EsmProtein],
+        plan: &[GenerationConfig],
+        rngs: &mut [&mut R],
+        mut on_step: impl FnMut(usize, usize, usize),
+    ) -> Result<Vec<Result<EsmProtein, GenerationError>>, GenerationError> {
+        assert_eq!(proteins.len(), rngs.len(), "one generator per protein");
+        let mut state: Vec<Result<ProteinTensor, GenerationError>> =
+            proteins.iter().map(|p| self.encode(p)).collect();
         for (k, config) in plan.iter().enumerate() {
             if config.track == Track::Structure && self.decoder.is_none() {
                 tracing::warn!(
                     "no structure decoder: generated structure tokens cannot become coordinates"
                 );
             }
-            let mut configs = vec![config.clone()];
-            let out = iterative_sampling(
+            let live: Vec<usize> = (0..state.len()).filter(|&i| state[i].is_ok()).collect();
+            if live.is_empty() {
+                break;
+            }
+            let prompts: Vec<ProteinTensor> = live
+                .iter()
+                .map(|&i| state[i].as_ref().expect("live").clone())
+                .collect();
+            let mut configs = vec![config.clone(); live.len()];
+            let mut live_rngs: Vec<&mut R> = rngs
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| state[*i].is_ok())
+                .map(|(_, r)| &mut **r)
+                .collect();
+            let out = iterative_sampling_per_prompt(
                 &self.esm3,
-                &[t.clone()],
+                &prompts,
                 &mut configs,
                 self.padding,
-                rng,
+                &mut live_rngs,
                 |s, n| on_step(k, s, n),
             )?;
-            t = out
-                .into_iter()
-                .next()
-                .expect("one prompt")
-                .map_err(|e| match e {
-                    GenerationError::Prompt { message, .. } => err(message),
-                    other => other,
-                })?;
-            // A structure just generated replaces the prompt's coordinates in what follows.
-            if config.track == Track::Structure {
-                t.coordinates = None;
+            for (&i, result) in live.iter().zip(out) {
+                state[i] = result
+                    .map_err(|e| match e {
+                        GenerationError::Prompt { message, .. } => err(message),
+                        other => other,
+                    })
+                    .map(|mut t| {
+                        // A structure just generated replaces the prompt's coordinates in what
+                        // follows.
+                        if config.track == Track::Structure {
+                            t.coordinates = None;
+                        }
+                        t
+                    });
             }
         }
-        let mut result = self.decode(&t)?;
-        if result.coordinates.is_none() {
-            result.coordinates = protein.coordinates.clone();
+        // Generating the function track also predicts residue annotations from the residue
+        // head of the finished protein, as the reference's `forward_and_sample` does when it
+        // samples function tokens.
+        let function_generated = plan.iter().any(|c| c.track == Track::Function);
+        if function_generated && self.residues.is_some() {
+            let live: Vec<usize> = (0..state.len()).filter(|&i| state[i].is_ok()).collect();
+            let tensors: Vec<ProteinTensor> = live
+                .iter()
+                .map(|&i| state[i].as_ref().expect("live").clone())
+                .collect();
+            for (&i, rows) in live.iter().zip(self.predict_residue_annotations(&tensors)?) {
+                if let Ok(t) = &mut state[i] {
+                    t.residue_annotations = Some(rows);
+                }
+            }
         }
-        // Annotations the user gave come back as given unless the function track was generated
-        // (decoding tokens back to annotations is lossy), as the SDK does.
-        if !plan.iter().any(|c| c.track == Track::Function) {
-            result.function_annotations = protein.function_annotations.clone();
-        }
-        Ok(result)
+        Ok(state
+            .into_iter()
+            .zip(proteins)
+            .map(|(t, protein)| {
+                let mut result = self.decode(&t?)?;
+                if result.coordinates.is_none() {
+                    result.coordinates = protein.coordinates.clone();
+                }
+                // Annotations the user gave come back as given unless the function track was
+                // generated (decoding tokens back to annotations is lossy), as the SDK does.
+                if !function_generated {
+                    result.function_annotations = protein.function_annotations.clone();
+                    result.residue_annotations = protein.residue_annotations.clone();
+                }
+                Ok(result)
+            })
+            .collect())
     }
 }

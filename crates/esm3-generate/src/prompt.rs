@@ -19,6 +19,11 @@
 //! start = 1
 //! end = 40
 //!
+//! [[residue_annotation]]          # residue-level labels (needs residue_annotations.csv)
+//! label = "zinc ion binding site" # a `label_clean` of the model's residue_annotations.csv
+//! start = 12                      # 1-based, inclusive
+//! end = 18
+//!
 //! [[generate]]                    # tracks to generate, in order (default: sequence, structure)
 //! track = "sequence"              # sequence | structure | secondary_structure | sasa | function
 //! num_steps = 20
@@ -57,6 +62,9 @@ pub struct PromptFile {
     /// InterPro ids or keywords over residue spans.
     #[serde(default)]
     pub function: Vec<FunctionSpec>,
+    /// Residue-level labels over residue spans.
+    #[serde(default)]
+    pub residue_annotation: Vec<FunctionSpec>,
     #[serde(default)]
     pub generate: Vec<GenerationConfig>,
 }
@@ -257,6 +265,20 @@ impl Prompt {
                 ));
             }
         }
+        for (k, r) in file.residue_annotation.iter().enumerate() {
+            if r.label.trim().is_empty() {
+                return Err(format!("residue_annotation {}: the label is empty", k + 1));
+            }
+            if r.start == 0 || r.start > r.end || r.end > length {
+                return Err(format!(
+                    "residue_annotation {} `{}` over {}-{} is outside the protein (expected 1 <= start <= end <= {length})",
+                    k + 1,
+                    r.label,
+                    r.start,
+                    r.end
+                ));
+            }
+        }
         let plan = if file.generate.is_empty() {
             default_plan()
         } else {
@@ -281,6 +303,18 @@ impl Prompt {
                             f.label.clone(),
                             f.start,
                             f.end,
+                        )
+                    })
+                    .collect()
+            }),
+            residue_annotations: (!file.residue_annotation.is_empty()).then(|| {
+                file.residue_annotation
+                    .iter()
+                    .map(|r| {
+                        esm3_tokens::function::FunctionAnnotation::new(
+                            r.label.clone(),
+                            r.start,
+                            r.end,
                         )
                     })
                     .collect()
@@ -310,6 +344,7 @@ impl Prompt {
                 sasa: None,
                 motif: Vec::new(),
                 function: Vec::new(),
+                residue_annotation: Vec::new(),
                 generate: plan,
             },
             name,
@@ -418,6 +453,22 @@ mod tests {
     }
 
     #[test]
+    fn residue_annotations_are_read_over_1_based_spans() {
+        let p = parse(
+            "length = 20\n[[residue_annotation]]\nlabel = \"zinc\"\nstart = 3\nend = 9\n\
+             [[residue_annotation]]\nlabel = \"heme\"\nstart = 20\nend = 20\n",
+        )
+        .unwrap();
+        let r = p.protein.residue_annotations.unwrap();
+        assert_eq!((r[0].label.as_str(), r[0].start, r[0].end), ("zinc", 3, 9));
+        assert_eq!(
+            (r[1].label.as_str(), r[1].start, r[1].end),
+            ("heme", 20, 20)
+        );
+        assert!(p.protein.function_annotations.is_none());
+    }
+
+    #[test]
     fn bad_prompts_say_what_is_wrong() {
         let e = parse("length = 10\n[[motif]]\nfile = \"freesasa/1ubq.pdb.gz\"\nresidues = \"10-14\"\nat = 8\n").unwrap_err();
         assert!(
@@ -439,6 +490,17 @@ mod tests {
         assert!(e.contains("generate step 1: top_p"), "{e}");
         let e = parse("length = 3\n[[generate]]\ntrack = \"coordinates\"\n").unwrap_err();
         assert!(e.contains("coordinates"), "{e}");
+        let e =
+            parse("length = 10\n[[residue_annotation]]\nlabel = \"zinc\"\nstart = 8\nend = 11\n")
+                .unwrap_err();
+        assert!(
+            e.contains("residue_annotation 1 `zinc` over 8-11 is outside the protein"),
+            "{e}"
+        );
+        let e =
+            parse("length = 10\n[[residue_annotation]]\nlabel = \"zinc\"\nstart = 0\nend = 2\n")
+                .unwrap_err();
+        assert!(e.contains("over 0-2"), "{e}");
         let e = parse("length = 3\nbogus = 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
     }

@@ -17,6 +17,11 @@ pub struct EsmProtein {
     pub coordinates: Option<Vec<[Vec3; ATOM_TYPE_NUM]>>,
     /// InterPro ids or keywords over 1-based inclusive residue spans.
     pub function_annotations: Option<Vec<FunctionAnnotation>>,
+    /// Residue-level annotations (binding and active sites, …) over 1-based inclusive spans,
+    /// labels from the model directory's `residue_annotations.csv`. The SDK keeps these in
+    /// `function_annotations`; here they have their own field because they feed their own
+    /// track (`[L+2, 16]` ids) and come back from their own head.
+    pub residue_annotations: Option<Vec<FunctionAnnotation>>,
     /// Per-residue confidence in 0..1 from the structure decoder.
     pub plddt: Option<Vec<f32>>,
     pub ptm: Option<f32>,

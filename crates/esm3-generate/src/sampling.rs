@@ -148,6 +148,22 @@ pub fn sample_function_position(
     (ids, total_entropy)
 }
 
+/// Residue-annotation ids of one position from the residue head's Bernoulli logits (spec §5.8):
+/// the 16 highest logits in descending order (stable on ties), each kept where its sigmoid is at
+/// least 0.5 (logit ≥ 0) and 0 (empty slot) otherwise.
+pub fn sample_residue_position(logits: &[f32]) -> [i64; 16] {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let mut row = [0i64; 16];
+    for (slot, &id) in row.iter_mut().zip(order.iter()) {
+        let p = 1.0 / (1.0 + (-logits[id]).exp());
+        if p >= 0.5 {
+            *slot = id as i64;
+        }
+    }
+    row
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +201,19 @@ mod tests {
             prop_assert!(valid[s.id as usize]);
             prop_assert!(s.entropy >= -1e-5);
         }
+    }
+
+    #[test]
+    fn residue_position_keeps_the_top_16_above_one_half() {
+        let mut logits = vec![-5.0f32; 40];
+        logits[7] = 3.0;
+        logits[30] = 0.5;
+        logits[12] = -0.1; // sigmoid < 0.5: dropped
+        let row = super::sample_residue_position(&logits);
+        assert_eq!(row[..3], [7, 30, 0]);
+        assert!(row.iter().skip(2).all(|&x| x == 0));
+        let all = vec![1.0f32; 40];
+        let row = super::sample_residue_position(&all);
+        assert_eq!(row.to_vec(), (0..16).collect::<Vec<i64>>());
     }
 }

@@ -40,6 +40,11 @@ pub struct TrunkTrainConfig {
     /// Validation proteins (the first N of the valid split).
     #[serde(default = "default_valid")]
     pub valid_proteins: usize,
+    /// Probability that a sample is drawn from the proteins with structure tokens (the rest
+    /// from all proteins). Sequence-only chains outnumber structures ten to one in the shipped
+    /// data; without this the structure track would see few examples. 0 = uniform.
+    #[serde(default)]
+    pub structure_fraction: f64,
 }
 
 fn default_batch() -> usize {
@@ -60,6 +65,7 @@ pub struct DataConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrunkState {
     pub sampler: Sampler,
+    pub structure_sampler: Sampler,
     pub rng: ChaCha8Rng,
 }
 
@@ -79,6 +85,9 @@ pub struct TrunkObjective {
     train: Vec<TrainingProtein>,
     valid: Vec<TrainingProtein>,
     sampler: Sampler,
+    /// Indices (into `train`) of the proteins with structure tokens, and their sampler.
+    with_structure: Vec<usize>,
+    structure_sampler: Sampler,
     rng: ChaCha8Rng,
 }
 
@@ -89,8 +98,13 @@ impl TrunkObjective {
         valid: Vec<TrainingProtein>,
     ) -> Self {
         let seed = config.run.seed;
+        let with_structure: Vec<usize> = (0..train.len())
+            .filter(|&i| train[i].structure_tokens.is_some())
+            .collect();
         Self {
             sampler: Sampler::new(train.len(), seed),
+            structure_sampler: Sampler::new(with_structure.len(), seed.wrapping_add(2)),
+            with_structure,
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
             config,
             train,
@@ -237,7 +251,15 @@ impl Objective for TrunkObjective {
         let mut samples = Vec::with_capacity(self.config.batch_size);
         let mut rates: HashMap<&str, f64> = HashMap::new();
         for _ in 0..self.config.batch_size {
-            let protein = &self.train[self.sampler.next_index()];
+            let from_structures = !self.with_structure.is_empty()
+                && self.config.structure_fraction > 0.0
+                && rand::Rng::random::<f64>(&mut self.rng) < self.config.structure_fraction;
+            let index = if from_structures {
+                self.with_structure[self.structure_sampler.next_index()]
+            } else {
+                self.sampler.next_index()
+            };
+            let protein = &self.train[index];
             let s = corrupt(protein, &self.config.noise, &mut self.rng)
                 .map_err(|e| crate::TrainError::Msg(e.to_string()))?;
             *rates.entry("sequence_rate").or_default() += s.record.sequence.rate;
@@ -272,12 +294,14 @@ impl Objective for TrunkObjective {
     fn state(&self) -> TrunkState {
         TrunkState {
             sampler: self.sampler.clone(),
+            structure_sampler: self.structure_sampler.clone(),
             rng: self.rng.clone(),
         }
     }
 
     fn restore(&mut self, _model: &Trainable, state: TrunkState) -> Result<()> {
         self.sampler.restore(&state.sampler);
+        self.structure_sampler.restore(&state.structure_sampler);
         self.rng = state.rng;
         Ok(())
     }

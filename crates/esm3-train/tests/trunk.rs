@@ -165,6 +165,7 @@ fn config(steps: usize) -> TrunkTrainConfig {
         r#"
         batch_size = 2
         valid_proteins = 2
+        structure_fraction = 0.5
         [model]
         d_model = 32
         n_heads = 2

@@ -16,6 +16,11 @@ pub enum Command {
     Build(BuildArgs),
     /// Print chains, residues, chains with coordinates and clusters per split.
     Stats(StatsArgs),
+    /// Search every held-out chain (valid, test, external) against all train chains with a
+    /// more sensitive search than the clustering and move linked ones (valid/test → excluded,
+    /// external → external_homologous). Rewrites only the held-out splits, chains.tsv and
+    /// manifest.json; train is untouched. `esm3 data build` already does this.
+    Purge(PurgeArgs),
     /// Encode every chain with coordinates into VQ-VAE structure tokens, stored in the dataset
     /// (needed before `esm3 train esm3`).
     Tokenize(TokenizeArgs),
@@ -63,9 +68,21 @@ pub struct BuildArgs {
     /// Chains per shard.
     #[arg(long, default_value_t = 2000)]
     shard_size: usize,
+    /// Skip the held-out purge (see `esm3 data purge`).
+    #[arg(long)]
+    no_purge: bool,
     /// Output directory (empty, missing, or an earlier dataset to replace).
     #[arg(short, long)]
     output: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PurgeArgs {
+    /// Dataset directory written by `esm3 data build`.
+    dir: PathBuf,
+    /// Chains per shard of the rewritten held-out splits.
+    #[arg(long, default_value_t = 2000)]
+    shard_size: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,6 +127,7 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Build(a) => build(a),
         Command::Stats(a) => stats(a),
+        Command::Purge(a) => purge(a),
         Command::Tokenize(a) => tokenize(a),
     }
 }
@@ -149,6 +167,7 @@ fn build(a: BuildArgs) -> Result<()> {
             ..ClusterParams::default()
         },
         shard_size: a.shard_size,
+        purge: (!a.no_purge).then(esm3_data::purge::PurgeParams::default),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let report = esm3_data::build(&config, &a.output, &Bars(Default::default()))
@@ -163,7 +182,62 @@ fn build(a: BuildArgs) -> Result<()> {
         m.cluster_stats.links,
         report.seconds
     );
+    if let Some(p) = &m.purge {
+        eprintln!(
+            "purge: {} held-out chains vs {} train chains, {} moved ({} external → {}), {:.1} s",
+            p.stats.queries,
+            p.stats.targets,
+            p.moved.len(),
+            p.external_with_train_homologs.len(),
+            esm3_data::split::EXTERNAL_HOMOLOGOUS,
+            p.stats.seconds
+        );
+    }
     print_counts(m);
+    Ok(())
+}
+
+fn purge(a: PurgeArgs) -> Result<()> {
+    let bar = super::progress::bar(2, "purging held-out chains");
+    let report = esm3_data::purge::purge_dataset(
+        &a.dir,
+        &esm3_data::purge::PurgeParams::default(),
+        a.shard_size,
+    )
+    .with_context(|| format!("purging dataset {}", a.dir.display()))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{}: {} held-out chains vs {} train chains, {} candidate pairs, {} alignments, {} moved, {:.1} s",
+        a.dir.display(),
+        report.stats.queries,
+        report.stats.targets,
+        report.stats.candidate_pairs,
+        report.stats.alignments,
+        report.moved.len(),
+        report.seconds
+    );
+    for m in &report.moved {
+        println!(
+            "moved\t{}\t{} -> {}\t{}\tid {:.2}\tcov {:.2}\tE {:.1e}",
+            m.name, m.from, m.to, m.train_homolog, m.identity, m.coverage, m.evalue
+        );
+    }
+    println!("split\tchains_before\tchains_after");
+    let names: std::collections::BTreeSet<&String> = report
+        .counts_before
+        .keys()
+        .chain(report.counts_after.keys())
+        .collect();
+    for s in names {
+        let n = |c: &std::collections::BTreeMap<String, esm3_data::SplitCounts>| {
+            c.get(s).map_or(0, |c| c.chains)
+        };
+        println!(
+            "{s}\t{}\t{}",
+            n(&report.counts_before),
+            n(&report.counts_after)
+        );
+    }
     Ok(())
 }
 

@@ -72,6 +72,9 @@ impl SamplingArgs {
     }
 }
 
+/// A designed protein and each motif's backbone RMSD before the motif was written back.
+pub type Design = (EsmProtein, Vec<Option<f64>>);
+
 pub struct Designer {
     pub pipeline: Esm3Pipeline,
     pub model_path: PathBuf,
@@ -94,13 +97,51 @@ impl Designer {
         })
     }
 
+    /// Runs many prompts that share one plan, prompt `i` with `seeds[i]`, as one batch (one
+    /// forward per decoding step for all of them); each result equals [`run`](Self::run) of
+    /// that prompt alone with its seed. Motifs are restored exactly afterwards. Prompts should
+    /// be of similar length: the batch is padded to the longest.
+    pub fn run_batch(&self, prompts: &[Prompt], seeds: &[u64]) -> Result<Vec<Result<Design>>> {
+        assert_eq!(prompts.len(), seeds.len(), "one seed per prompt");
+        let Some(first) = prompts.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(p) = prompts.iter().find(|p| p.plan != first.plan) {
+            anyhow::bail!(
+                "{} and {} have different generation plans: they cannot share a batch",
+                first.name,
+                p.name
+            );
+        }
+        if prompts.iter().any(|p| !p.motifs.is_empty()) {
+            // Motifs change the plan (their structure tokens stay fixed): one at a time.
+            return Ok(prompts
+                .iter()
+                .zip(seeds)
+                .map(|(p, &seed)| self.run(p, seed, false))
+                .collect());
+        }
+        let mut rngs: Vec<rand_chacha::ChaCha20Rng> = seeds
+            .iter()
+            .map(|&s| rand_chacha::ChaCha20Rng::seed_from_u64(s))
+            .collect();
+        let mut refs: Vec<&mut rand_chacha::ChaCha20Rng> = rngs.iter_mut().collect();
+        let proteins: Vec<EsmProtein> = prompts.iter().map(|p| p.protein.clone()).collect();
+        let results =
+            self.pipeline
+                .generate_batch(&proteins, &first.plan, &mut refs, |_, _, _| {})?;
+        Ok(results
+            .into_iter()
+            .zip(prompts)
+            .map(|(r, prompt)| {
+                r.map(|p| (p, Vec::new()))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", prompt.name))
+            })
+            .collect())
+    }
+
     /// Runs a prompt's plan with a seed; motifs are restored exactly afterwards.
-    pub fn run(
-        &self,
-        prompt: &Prompt,
-        seed: u64,
-        show_progress: bool,
-    ) -> Result<(EsmProtein, Vec<Option<f64>>)> {
+    pub fn run(&self, prompt: &Prompt, seed: u64, show_progress: bool) -> Result<Design> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let mut plan = prompt.plan.clone();
         if !prompt.motifs.is_empty() {
@@ -191,6 +232,7 @@ pub fn write_design(
         "secondary_structure": protein.secondary_structure,
         "sasa": protein.sasa,
         "function_annotations": protein.function_annotations,
+        "residue_annotations": protein.residue_annotations,
         "mean_plddt": mean_plddt,
         "ptm": protein.ptm,
         "structure_file": structure_file,

@@ -22,6 +22,10 @@ pub struct Args {
     format: StructureFormat,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Records folded together (one forward per decoding step for the batch). Records are
+    /// grouped by length; the result of each equals folding it alone.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     /// Defaults for folding: entropy strategy, temperature 0 (deterministic).
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -44,7 +48,6 @@ pub fn run(args: Args) -> Result<()> {
     config.temperature_annealing = false;
     let config = args.sampling.apply(config);
     config.validate().map_err(anyhow::Error::msg)?;
-    let pb = bar(records.len() as u64, "folding");
     for r in &records {
         let n = r.sequence.chars().count();
         if n > MAX_LENGTH {
@@ -54,29 +57,44 @@ pub fn run(args: Args) -> Result<()> {
                 r.id
             );
         }
-        let prompt = Prompt {
-            name: r.id.clone(),
-            protein: EsmProtein {
-                sequence: Some(r.sequence.clone()),
-                ..Default::default()
-            },
-            motifs: Vec::new(),
-            plan: vec![config.clone()],
+    }
+    // Records of similar length share a batch; outputs do not depend on the grouping.
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| records[i].sequence.chars().count());
+    let pb = bar(records.len() as u64, "folding");
+    for chunk in order.chunks(args.batch_size as usize) {
+        let prompts: Vec<Prompt> = chunk
+            .iter()
+            .map(|&i| Prompt {
+                name: records[i].id.clone(),
+                protein: EsmProtein {
+                    sequence: Some(records[i].sequence.clone()),
+                    ..Default::default()
+                },
+                motifs: Vec::new(),
+                plan: vec![config.clone()],
+            })
+            .collect();
+        let results = if prompts.len() == 1 {
+            vec![designer.run(&prompts[0], args.seed, records.len() == 1)]
+        } else {
+            designer.run_batch(&prompts, &vec![args.seed; prompts.len()])?
         };
-        let (protein, _) = designer
-            .run(&prompt, args.seed, records.len() == 1)
-            .with_context(|| format!("{}: record `{}`", args.input.display(), r.id))?;
-        let safe = file_stem(&r.id);
-        write_design(
-            &args.output,
-            &safe,
-            &protein,
-            args.format,
-            serde_json::json!({
-                "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
-            }),
-        )?;
-        pb.inc(1);
+        for (&i, result) in chunk.iter().zip(results) {
+            let r = &records[i];
+            let (protein, _) =
+                result.with_context(|| format!("{}: record `{}`", args.input.display(), r.id))?;
+            write_design(
+                &args.output,
+                &file_stem(&r.id),
+                &protein,
+                args.format,
+                serde_json::json!({
+                    "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
+                }),
+            )?;
+            pb.inc(1);
+        }
     }
     pb.finish_and_clear();
     eprintln!(

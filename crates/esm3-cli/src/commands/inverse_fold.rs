@@ -28,6 +28,10 @@ pub struct Args {
     num_outputs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Designs generated together (one forward per decoding step for the batch). Structures are
+    /// grouped by length; each design equals generating it alone with its seed.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     /// Defaults for inverse folding: temperature 0.1, no annealing.
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -42,11 +46,12 @@ pub fn run(args: Args) -> Result<()> {
     config.temperature_annealing = false;
     let config = args.sampling.apply(config);
     config.validate().map_err(anyhow::Error::msg)?;
-    let mut records = Vec::new();
-    let pb = bar(
-        (args.inputs.len() * args.num_outputs) as u64,
-        "inverse folding",
-    );
+    // Every (structure, output) pair is one job; seeds are seed + output index as before.
+    struct Job {
+        structure: usize,
+        output: usize,
+    }
+    let mut structures = Vec::new();
     for path in &args.inputs {
         let chain = read_chain(path, args.chain.as_deref())?;
         let stem = path
@@ -63,33 +68,60 @@ pub fn run(args: Args) -> Result<()> {
             motifs: Vec::new(),
             plan: vec![config.clone()],
         };
-        for i in 0..args.num_outputs {
-            let seed = args.seed + i as u64;
-            let (protein, _) = designer
-                .run(&prompt, seed, false)
-                .with_context(|| format!("{}: chain {}", path.display(), chain.chain_id))?;
-            let designed = protein.sequence.unwrap_or_default();
-            let recovery = designed
+        structures.push((path, chain, prompt));
+    }
+    let mut jobs: Vec<Job> = (0..structures.len())
+        .flat_map(|structure| (0..args.num_outputs).map(move |output| Job { structure, output }))
+        .collect();
+    let output_order: Vec<(usize, usize)> = jobs.iter().map(|j| (j.structure, j.output)).collect();
+    jobs.sort_by_key(|j| structures[j.structure].1.len());
+    let pb = bar(jobs.len() as u64, "inverse folding");
+    let mut designed: std::collections::HashMap<(usize, usize), FastaRecord> =
+        std::collections::HashMap::new();
+    for chunk in jobs.chunks(args.batch_size as usize) {
+        let prompts: Vec<Prompt> = chunk
+            .iter()
+            .map(|j| structures[j.structure].2.clone())
+            .collect();
+        let seeds: Vec<u64> = chunk.iter().map(|j| args.seed + j.output as u64).collect();
+        let results = if prompts.len() == 1 {
+            vec![designer.run(&prompts[0], seeds[0], false)]
+        } else {
+            designer.run_batch(&prompts, &seeds)?
+        };
+        for ((job, result), &seed) in chunk.iter().zip(results).zip(&seeds) {
+            let (path, chain, prompt) = &structures[job.structure];
+            let (protein, _) =
+                result.with_context(|| format!("{}: chain {}", path.display(), chain.chain_id))?;
+            let sequence = protein.sequence.unwrap_or_default();
+            let recovery = sequence
                 .chars()
                 .zip(chain.sequence.chars())
                 .filter(|(a, b)| a == b)
                 .count() as f64
                 / chain.sequence.chars().count().max(1) as f64;
-            records.push(FastaRecord {
-                id: if args.num_outputs == 1 {
-                    prompt.name.clone()
-                } else {
-                    format!("{}_{i}", prompt.name)
+            designed.insert(
+                (job.structure, job.output),
+                FastaRecord {
+                    id: if args.num_outputs == 1 {
+                        prompt.name.clone()
+                    } else {
+                        format!("{}_{}", prompt.name, job.output)
+                    },
+                    description: format!(
+                        "seed={seed} recovery={recovery:.3} source={}",
+                        path.display()
+                    ),
+                    sequence,
                 },
-                description: format!(
-                    "seed={seed} recovery={recovery:.3} source={}",
-                    path.display()
-                ),
-                sequence: designed,
-            });
+            );
             pb.inc(1);
         }
     }
+    let records: Vec<FastaRecord> = output_order
+        .iter()
+        .map(|k| designed.remove(k).expect("every job ran"))
+        .collect();
     pb.finish_and_clear();
     let mut buf = Vec::new();
     write_fasta(&mut buf, &records)?;
