@@ -338,32 +338,37 @@ impl StructureTokenEncoder {
         })
     }
 
-    /// argmin over codes of ‖z‖² − 2·z·e + ‖e‖² (the reference's expanded form, f32), first
-    /// index on ties.
     fn nearest_codes(&self, z: &Tensor) -> Result<Vec<u32>> {
-        let e = &self.codebook;
-        let z_sq = z.sqr()?.sum_keepdim(1)?;
-        let e_sq = e.t()?.sqr()?.sum_keepdim(0)?;
-        let cross = (z.matmul(&e.t()?)? * 2.0)?;
-        let dist = z_sq.broadcast_sub(&cross)?.broadcast_add(&e_sq)?;
-        let dist = dist.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        Ok(dist
-            .iter()
-            .map(|row| {
-                let mut best = 0;
-                for (c, v) in row.iter().enumerate() {
-                    // NaN counts as smallest, as in torch.argmin.
-                    if v.is_nan() {
-                        return c as u32;
-                    }
-                    if *v < row[best] {
-                        best = c;
-                    }
-                }
-                best as u32
-            })
-            .collect())
+        Ok(nearest_codes(z, &self.codebook)?)
     }
+}
+
+/// argmin over the rows of `codebook` `[K, d]` of ‖z‖² − 2·z·e + ‖e‖² for each row of `z`
+/// `[n, d]` (the reference's expanded form, f32), first index on ties. Shared by inference and
+/// the VQ-VAE training codebook so both assign the same codes.
+pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> candle_core::Result<Vec<u32>> {
+    let e = codebook;
+    let z_sq = z.sqr()?.sum_keepdim(1)?;
+    let e_sq = e.t()?.sqr()?.sum_keepdim(0)?;
+    let cross = (z.matmul(&e.t()?)? * 2.0)?;
+    let dist = z_sq.broadcast_sub(&cross)?.broadcast_add(&e_sq)?;
+    let dist = dist.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+    Ok(dist
+        .iter()
+        .map(|row| {
+            let mut best = 0;
+            for (c, v) in row.iter().enumerate() {
+                // NaN counts as smallest, as in torch.argmin.
+                if v.is_nan() {
+                    return c as u32;
+                }
+                if *v < row[best] {
+                    best = c;
+                }
+            }
+            best as u32
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -186,28 +186,7 @@ impl Codebook {
     /// expanded form), first index on ties.
     pub fn nearest(&self, z: &Tensor) -> Result<Vec<u32>> {
         let z = z.detach().to_dtype(DType::F32)?;
-        let e = &self.embeddings;
-        let z_sq = z.sqr()?.sum_keepdim(1)?;
-        let e_sq = e.sqr()?.sum(1)?.unsqueeze(0)?;
-        let dist = z_sq
-            .broadcast_sub(&(z.matmul(&e.t()?)? * 2.0)?)?
-            .broadcast_add(&e_sq)?;
-        let dist = dist.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        Ok(dist
-            .iter()
-            .map(|row| {
-                let mut best = 0;
-                for (c, v) in row.iter().enumerate() {
-                    if v.is_nan() {
-                        return c as u32;
-                    }
-                    if *v < row[best] {
-                        best = c;
-                    }
-                }
-                best as u32
-            })
-            .collect())
+        esm3_models::structure_encoder::nearest_codes(&z, &self.embeddings)
     }
 
     /// Quantises `z` `[n, d]` (which may track gradients) with the straight-through estimator;
