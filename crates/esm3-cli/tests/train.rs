@@ -201,4 +201,42 @@ fn build_train_tokenize_train_resume_and_generate() {
         "1",
         "--quiet",
     ]));
+
+    // The model card's evaluation runs on the same model and dataset and writes every metric.
+    let report = d.join("evaluation.json");
+    let eval = esm3(&[
+        "train",
+        "evaluate",
+        "--model-dir",
+        s(&model),
+        "--dataset",
+        s(&dataset),
+        "--splits",
+        "test",
+        "--max-len",
+        "40",
+        "--generations",
+        "1",
+        "--fold-steps",
+        "2",
+        "--json",
+        s(&report),
+    ]);
+    ok(&eval);
+    let text = String::from_utf8_lossy(&eval.stdout).to_string();
+    assert!(text.contains("fold LDDT-Cα (2-step decoding"), "{text}");
+    assert!(text.contains("random tokens"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let metrics = json["splits"][0]["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), 8, "{json}");
+    for m in metrics {
+        let value = m[1]["model"].as_f64().unwrap();
+        assert!(value.is_finite(), "{m}");
+    }
+    let generation = &json["generation"];
+    for key in ["mean_plddt", "random_tokens_mean_plddt"] {
+        let v = generation[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
 }

@@ -19,7 +19,7 @@ use esm3_protein::metrics::{lddt, superposed_rmsd, LDDT_CUTOFF};
 use serde::Serialize;
 
 use crate::data::training_protein;
-use crate::eval::{evaluate_trunk, fold_argmax};
+use crate::eval::{evaluate_trunk, fold_iterative};
 use crate::Result;
 
 type Vec3 = [f32; 3];
@@ -133,17 +133,30 @@ pub struct CardModels<'a> {
     pub n_codes: usize,
 }
 
-/// Every metric on `records` (chains longer than `max_len` are cut to their first `max_len`
-/// residues, for the structure metrics too); `progress` is called once per chain.
+/// How a split is scored.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOptions {
+    /// Chains longer than this are cut to their first `max_len` residues (structure metrics too).
+    pub max_len: usize,
+    pub seed: u64,
+    /// Iterative-unmasking steps when folding from sequence (1 = argmax of every position).
+    pub fold_steps: usize,
+}
+
+/// Every metric on `records`; `progress` is called once per chain.
 pub fn evaluate_split(
     models: &CardModels,
     baselines: &Baselines,
     split: &str,
     records: &[ChainRecord],
-    max_len: usize,
-    seed: u64,
+    options: EvalOptions,
     progress: &dyn Fn(),
 ) -> Result<SplitReport> {
+    let EvalOptions {
+        max_len,
+        seed,
+        fold_steps,
+    } = options;
     let cut = |r: &ChainRecord| -> ChainRecord {
         let n = r.len().min(max_len);
         let mut c = r.clone();
@@ -228,7 +241,12 @@ pub fn evaluate_split(
             helix_rmsd += superposed_rmsd(&ideal_helix_ca(truth.len()), &truth, Some(&ok))
                 .map_or(f64::NAN, |(r, _)| r);
         }
-        let folded = decode(&fold_argmax(models.esm3, &r.sequence, models.n_codes)?)?;
+        let folded = decode(&fold_iterative(
+            models.esm3,
+            &r.sequence,
+            models.n_codes,
+            fold_steps,
+        )?)?;
         let (l, tm) = compare(&folded, &truth, &ok);
         let (hl, htm) = compare(&ideal_helix_ca(truth.len()), &truth, &ok);
         fold_lddt += l;
@@ -282,7 +300,7 @@ pub fn evaluate_split(
             ),
         ),
         (
-            "fold LDDT-Cα (argmax, vs ideal helix)".to_string(),
+            format!("fold LDDT-Cα ({fold_steps}-step decoding, vs ideal helix)"),
             m(
                 mean(fold_lddt, fold_n),
                 mean(helix_lddt, fold_n),
@@ -291,7 +309,7 @@ pub fn evaluate_split(
             ),
         ),
         (
-            "fold TM-score (argmax, vs ideal helix)".to_string(),
+            format!("fold TM-score ({fold_steps}-step decoding, vs ideal helix)"),
             m(mean(fold_tm, fold_n), mean(helix_tm, fold_n), fold_n, true),
         ),
         (
