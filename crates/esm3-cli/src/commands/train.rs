@@ -42,8 +42,9 @@ pub struct EvaluateArgs {
     /// Unconditional generations (length 100) whose mean pLDDT / pTM are reported.
     #[arg(long, default_value_t = 8)]
     pub generations: usize,
-    /// Iterative-unmasking steps when folding from sequence (1 = argmax at every position).
-    #[arg(long, default_value_t = 8)]
+    /// Iterative-unmasking steps when folding from sequence. 1 = argmax at every position in one
+    /// forward (the default: 8 steps scored lower fold LDDT-Cα on the bundled model's valid split).
+    #[arg(long, default_value_t = 1)]
     pub fold_steps: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
