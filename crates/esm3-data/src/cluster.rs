@@ -149,6 +149,27 @@ pub(crate) fn seed_codes(seq: &str, seed: &[usize], span: usize, base: u32) -> V
         .collect()
 }
 
+/// Every (seed code, start position) of `seq` under each of `seeds` (codes of seed `k` offset by
+/// `k · per_seed`); positions whose window holds a residue outside the reduced alphabet are left out.
+pub(crate) fn seed_positions(
+    seq: &str,
+    seeds: &[(Vec<usize>, usize)],
+    per_seed: u32,
+) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for (k, (used, span)) in seeds.iter().enumerate() {
+        for (p, c) in seed_codes(seq, used, *span, k as u32 * per_seed)
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(c) = c {
+                out.push((c, p as u32));
+            }
+        }
+    }
+    out
+}
+
 /// Used offsets of each seed pattern, and their common weight.
 pub(crate) fn parse_seeds(seeds: &[String]) -> (Vec<(Vec<usize>, usize)>, usize) {
     let parsed: Vec<(Vec<usize>, usize)> = seeds
@@ -213,6 +234,87 @@ struct Candidate {
 
 const DIAG_OFFSET: i64 = 1 << 24;
 
+/// Compressed seed index: seed code → (sequence, position) postings. Shared by the clustering
+/// (all against all) and the purge (held-out against train).
+pub(crate) struct SeedIndex {
+    start: Vec<u32>,
+    postings: Vec<(u32, u32)>,
+}
+
+impl SeedIndex {
+    /// `seeds_of[s]` lists sequence `s`'s (code, position) pairs; codes are below `n_codes`.
+    pub(crate) fn new(seeds_of: &[Vec<(u32, u32)>], n_codes: usize) -> Self {
+        let mut start = vec![0u32; n_codes + 1];
+        for &(c, _) in seeds_of.iter().flatten() {
+            start[c as usize + 1] += 1;
+        }
+        for x in 1..=n_codes {
+            start[x] += start[x - 1];
+        }
+        let mut postings = vec![(0u32, 0u32); start[n_codes] as usize];
+        let mut fill = start.clone();
+        for (s, cs) in seeds_of.iter().enumerate() {
+            for &(c, p) in cs {
+                postings[fill[c as usize] as usize] = (s as u32, p);
+                fill[c as usize] += 1;
+            }
+        }
+        SeedIndex { start, postings }
+    }
+
+    /// Seed hits of `query` on the indexed sequences that `keep`, grouped by sequence: for each
+    /// sequence with at least `min_hits` hits, its index and the sorted diagonals of its hits.
+    /// Codes with more than `max_postings` postings are skipped.
+    pub(crate) fn hits_by_target(
+        &self,
+        query: &[(u32, u32)],
+        max_postings: usize,
+        min_hits: u32,
+        keep: impl Fn(u32) -> bool,
+    ) -> (u64, Vec<(u32, Vec<i64>)>) {
+        let mut hits: Vec<u64> = Vec::new();
+        for &(c, p) in query {
+            let list = &self.postings
+                [self.start[c as usize] as usize..self.start[c as usize + 1] as usize];
+            if list.len() > max_postings {
+                continue;
+            }
+            for &(t, tp) in list {
+                if keep(t) {
+                    hits.push(((t as u64) << 32) | (tp as i64 - p as i64 + DIAG_OFFSET) as u64);
+                }
+            }
+        }
+        hits.sort_unstable();
+        let mut out = Vec::new();
+        for group in hits.chunk_by(|a, b| a >> 32 == b >> 32) {
+            if group.len() as u32 >= min_hits {
+                let diagonals = group
+                    .iter()
+                    .map(|h| (h & 0xffff_ffff) as i64 - DIAG_OFFSET)
+                    .collect();
+                out.push(((group[0] >> 32) as u32, diagonals));
+            }
+        }
+        (hits.len() as u64, out)
+    }
+}
+
+/// The window of sorted `diagonals` no wider than `window` holding the most of them: (count,
+/// first index, last index), the first such window on ties.
+pub(crate) fn densest_window(diagonals: &[i64], window: i64) -> (usize, usize, usize) {
+    let (mut best, mut best_lo, mut best_hi, mut lo) = (0usize, 0, 0, 0usize);
+    for hi in 0..diagonals.len() {
+        while diagonals[hi] - diagonals[lo] > window {
+            lo += 1;
+        }
+        if hi - lo + 1 > best {
+            (best, best_lo, best_hi) = (hi - lo + 1, lo, hi);
+        }
+    }
+    (best, best_lo, best_hi)
+}
+
 /// Clusters `sequences` (one-letter strings). Identical sequences always share a cluster.
 /// `progress` is called with (done, total) candidate alignments.
 pub fn cluster_sequences(
@@ -234,47 +336,11 @@ pub fn cluster_sequences(
         .collect();
     let (seeds, weight) = parse_seeds(&params.seeds);
     let per_seed = 10u32.pow(weight as u32);
-    // codes[s] concatenates the seed codes of sequence s, seed after seed.
-    let codes: Vec<Vec<Option<u32>>> = unique
+    let seeds_of: Vec<Vec<(u32, u32)>> = unique
         .par_iter()
-        .map(|s| {
-            seeds
-                .iter()
-                .enumerate()
-                .flat_map(|(k, (used, span))| seed_codes(s, used, *span, k as u32 * per_seed))
-                .collect()
-        })
+        .map(|s| seed_positions(s, &seeds, per_seed))
         .collect();
-    let starts_of: Vec<Vec<u32>> = unique
-        .iter()
-        .map(|s| {
-            // Position in the sequence of every entry of codes[s].
-            seeds
-                .iter()
-                .flat_map(|(_, span)| 0..(s.len() + 1).saturating_sub(*span) as u32)
-                .collect()
-        })
-        .collect();
-
-    // Compressed index: seed code → (sequence, position) postings.
-    let n_codes = per_seed as usize * seeds.len().max(1);
-    let mut start = vec![0u32; n_codes + 1];
-    for c in codes.iter().flatten().flatten() {
-        start[*c as usize + 1] += 1;
-    }
-    for x in 1..=n_codes {
-        start[x] += start[x - 1];
-    }
-    let mut postings = vec![(0u32, 0u32); start[n_codes] as usize];
-    let mut fill = start.clone();
-    for (s, cs) in codes.iter().enumerate() {
-        for (c, &p) in cs.iter().zip(&starts_of[s]) {
-            if let Some(c) = c {
-                postings[fill[*c as usize] as usize] = (s as u32, p);
-                fill[*c as usize] += 1;
-            }
-        }
-    }
+    let index = SeedIndex::new(&seeds_of, per_seed as usize * seeds.len().max(1));
 
     // Prefilter, in parallel over query sequences.
     let window = params.diagonal_window as i64;
@@ -282,71 +348,40 @@ pub fn cluster_sequences(
     let per_query: Vec<(u64, u64, Vec<Candidate>)> = (0..unique.len())
         .into_par_iter()
         .map(|i| {
-            let mut hits: Vec<u64> = Vec::new();
-            for (c, &p) in codes[i].iter().zip(&starts_of[i]) {
-                let Some(c) = c else { continue };
-                let list = &postings[start[*c as usize] as usize..start[*c as usize + 1] as usize];
-                if list.len() > params.max_postings {
-                    continue;
-                }
-                for &(j, q) in list {
-                    if j as usize > i {
-                        let d = q as i64 - p as i64 + DIAG_OFFSET;
-                        hits.push(((j as u64) << 32) | d as u64);
-                    }
-                }
-            }
-            hits.sort_unstable();
+            let (n_hits, by_target) = index.hits_by_target(
+                &seeds_of[i],
+                params.max_postings,
+                params.min_diagonal_hits,
+                |j| j as usize > i,
+            );
             let mut out = Vec::new();
             let mut diagonal_pairs = 0u64;
-            let mut g = 0;
-            while g < hits.len() {
-                let j = hits[g] >> 32;
-                let mut end = g;
-                while end < hits.len() && hits[end] >> 32 == j {
-                    end += 1;
+            for (j, diags) in by_target {
+                // Most hits inside a window of diagonals.
+                let (best, lo, hi) = densest_window(&diags, window);
+                let best_at = (lo + hi) / 2;
+                let diagonal = diags[best_at] as i32;
+                let ungapped = if best as u32 >= params.min_diagonal_hits {
+                    diagonal_pairs += 1;
+                    let (a, b) = (&encoded[i], &encoded[j as usize]);
+                    (-1..=1)
+                        .map(|o| ungapped_score(a, b, diagonal as isize + o))
+                        .max()
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                if best as u32 >= params.min_diagonal_hits && ungapped >= params.min_ungapped_score
+                {
+                    out.push(Candidate {
+                        hits: ungapped as u32,
+                        i: i as u32,
+                        j,
+                        diagonal,
+                    });
                 }
-                if (end - g) as u32 >= params.min_diagonal_hits {
-                    let diags: Vec<i64> = hits[g..end]
-                        .iter()
-                        .map(|h| (h & 0xffff_ffff) as i64 - DIAG_OFFSET)
-                        .collect();
-                    // Most hits inside a window of diagonals (two pointers over sorted diagonals).
-                    let (mut best, mut best_at, mut lo) = (0usize, 0usize, 0usize);
-                    for hi in 0..diags.len() {
-                        while diags[hi] - diags[lo] > window {
-                            lo += 1;
-                        }
-                        if hi - lo + 1 > best {
-                            best = hi - lo + 1;
-                            best_at = (lo + hi) / 2;
-                        }
-                    }
-                    let diagonal = diags[best_at] as i32;
-                    let ungapped = if best as u32 >= params.min_diagonal_hits {
-                        diagonal_pairs += 1;
-                        let (a, b) = (&encoded[i], &encoded[j as usize]);
-                        (-1..=1)
-                            .map(|o| ungapped_score(a, b, diagonal as isize + o))
-                            .max()
-                            .unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    if best as u32 >= params.min_diagonal_hits
-                        && ungapped >= params.min_ungapped_score
-                    {
-                        out.push(Candidate {
-                            hits: ungapped as u32,
-                            i: i as u32,
-                            j: j as u32,
-                            diagonal,
-                        });
-                    }
-                }
-                g = end;
             }
-            (hits.len() as u64, diagonal_pairs, out)
+            (n_hits, diagonal_pairs, out)
         })
         .collect();
     let kmer_hits = per_query.iter().map(|(h, _, _)| h).sum();

@@ -28,7 +28,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::align::{encode, local_align, local_align_banded, ungapped_score};
-use crate::cluster::{evalue, parse_seeds, seed_codes, ClusterParams};
+use crate::cluster::{
+    densest_window, evalue, parse_seeds, seed_positions, ClusterParams, SeedIndex,
+};
 use crate::dataset::{Dataset, Excluded, Manifest, SplitCounts};
 use crate::split::{EXCLUDED, EXTERNAL, EXTERNAL_HOMOLOGOUS};
 use crate::{io_err, shards, ChainRecord, DataError, Result};
@@ -130,100 +132,46 @@ pub fn search(
     let started = Instant::now();
     let (seeds, weight) = parse_seeds(&params.seeds);
     let per_seed = 10u32.pow(weight as u32);
-    let codes_of = |s: &str| -> Vec<(u32, u32)> {
-        let mut out = Vec::new();
-        for (k, (used, span)) in seeds.iter().enumerate() {
-            for (p, c) in seed_codes(s, used, *span, k as u32 * per_seed)
-                .into_iter()
-                .enumerate()
-            {
-                if let Some(c) = c {
-                    out.push((c, p as u32));
-                }
-            }
-        }
-        out
-    };
-    // Index of the targets: code → (target, position).
-    let n_codes = per_seed as usize * seeds.len().max(1);
-    let target_codes: Vec<Vec<(u32, u32)>> = targets.par_iter().map(|s| codes_of(s)).collect();
-    let mut start = vec![0u32; n_codes + 1];
-    for &(c, _) in target_codes.iter().flatten() {
-        start[c as usize + 1] += 1;
-    }
-    for x in 1..=n_codes {
-        start[x] += start[x - 1];
-    }
-    let mut postings = vec![(0u32, 0u32); start[n_codes] as usize];
-    let mut fill = start.clone();
-    for (t, cs) in target_codes.iter().enumerate() {
-        for &(c, p) in cs {
-            postings[fill[c as usize] as usize] = (t as u32, p);
-            fill[c as usize] += 1;
-        }
-    }
-    drop(target_codes);
+    let target_seeds: Vec<Vec<(u32, u32)>> = targets
+        .par_iter()
+        .map(|s| seed_positions(s, &seeds, per_seed))
+        .collect();
+    let index = SeedIndex::new(&target_seeds, per_seed as usize * seeds.len().max(1));
+    drop(target_seeds);
     let enc_targets: Vec<Vec<u8>> = targets.par_iter().map(|s| encode(s)).collect();
     let window = params.diagonal_window as i64;
-    const OFF: i64 = 1 << 24;
 
     let results: Vec<(Option<PurgeHit>, u64, u64, u64)> = queries
         .par_iter()
         .map(|q| {
             let a = encode(q);
-            let mut hits: Vec<u64> = Vec::new();
-            for (c, p) in codes_of(q) {
-                let list = &postings[start[c as usize] as usize..start[c as usize + 1] as usize];
-                if list.len() > params.max_postings {
-                    continue;
-                }
-                for &(t, tp) in list {
-                    hits.push(((t as u64) << 32) | (tp as i64 - p as i64 + OFF) as u64);
-                }
-            }
-            hits.sort_unstable();
+            let (n_hits, by_target) = index.hits_by_target(
+                &seed_positions(q, &seeds, per_seed),
+                params.max_postings,
+                params.min_diagonal_hits,
+                |_| true,
+            );
             // (ungapped score, seed hits in the best window, target, diagonal)
             let mut cands: Vec<(i32, u32, u32, i32)> = Vec::new();
-            let mut g = 0;
-            while g < hits.len() {
-                let t = hits[g] >> 32;
-                let mut end = g;
-                while end < hits.len() && hits[end] >> 32 == t {
-                    end += 1;
-                }
-                if (end - g) as u32 >= params.min_diagonal_hits {
-                    let diags: Vec<i64> = hits[g..end]
-                        .iter()
-                        .map(|h| (h & 0xffff_ffff) as i64 - OFF)
-                        .collect();
-                    let (mut best, mut best_lo, mut best_hi, mut lo) = (0usize, 0, 0, 0usize);
-                    for hi in 0..diags.len() {
-                        while diags[hi] - diags[lo] > window {
-                            lo += 1;
-                        }
-                        if hi - lo + 1 > best {
-                            (best, best_lo, best_hi) = (hi - lo + 1, lo, hi);
+            for (t, diags) in by_target {
+                let (best, best_lo, best_hi) = densest_window(&diags, window);
+                if best as u32 >= params.min_diagonal_hits {
+                    let b = &enc_targets[t as usize];
+                    // Ungapped score on every distinct diagonal of the window (≤ 8 tried).
+                    let mut ds: Vec<i64> = diags[best_lo..=best_hi].to_vec();
+                    ds.dedup();
+                    let step = ds.len().div_ceil(8);
+                    let (mut u, mut ud) = (0, diags[(best_lo + best_hi) / 2]);
+                    for &d in ds.iter().step_by(step.max(1)) {
+                        let s = ungapped_score(&a, b, d as isize);
+                        if s > u {
+                            (u, ud) = (s, d);
                         }
                     }
-                    if best as u32 >= params.min_diagonal_hits {
-                        let b = &enc_targets[t as usize];
-                        // Ungapped score on every distinct diagonal of the window (≤ 8 tried).
-                        let mut ds: Vec<i64> = diags[best_lo..=best_hi].to_vec();
-                        ds.dedup();
-                        let step = ds.len().div_ceil(8);
-                        let (mut u, mut ud) = (0, diags[(best_lo + best_hi) / 2]);
-                        for &d in ds.iter().step_by(step.max(1)) {
-                            let s = ungapped_score(&a, b, d as isize);
-                            if s > u {
-                                (u, ud) = (s, d);
-                            }
-                        }
-                        if u >= params.min_ungapped_score {
-                            cands.push((u, best as u32, t as u32, ud as i32));
-                        }
+                    if u >= params.min_ungapped_score {
+                        cands.push((u, best as u32, t, ud as i32));
                     }
                 }
-                g = end;
             }
             let n_cands = cands.len() as u64;
             // Two rankings, each giving up to `max_alignments_per_query` candidates: the best
@@ -263,7 +211,7 @@ pub fn search(
                     break;
                 }
             }
-            (found, hits.len() as u64, n_cands, aligned)
+            (found, n_hits, n_cands, aligned)
         })
         .collect();
     let stats = PurgeStats {
