@@ -181,45 +181,37 @@ fn prompt_residue_annotations_run_through_generate() {
         ])
     );
 
+    // Each bad prompt fails with a message on stderr, which is returned.
+    let fails = |text: &str, model: &Path| -> String {
+        std::fs::write(&prompt, text).unwrap();
+        let o = esm3(&[
+            "generate",
+            "--prompt",
+            s(&prompt),
+            "-o",
+            s(&out),
+            "--model-dir",
+            s(model),
+        ]);
+        assert!(!o.status.success(), "{text}");
+        stderr(&o)
+    };
+
     // Unknown label: an error naming it (the prompt parses; the model's vocabulary refuses it).
-    std::fs::write(
-        &prompt,
+    let e = fails(
         "length = 24\n[[residue_annotation]]\nlabel = \"iron site\"\nstart = 3\nend = 9\n",
-    )
-    .unwrap();
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
+        &model,
+    );
     assert!(
         e.contains("unknown residue-annotation label \"iron site\"") && !e.contains("panicked"),
         "{e}"
     );
 
     // A range outside the protein: an error naming the prompt file and the item.
-    std::fs::write(
-        &prompt,
+    let e = fails(
         "length = 24\n[[residue_annotation]]\nlabel = \"heme binding site\"\nstart = 20\nend = 30\n",
-    )
-    .unwrap();
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
+        &model,
+    );
     assert!(
         e.contains("site.toml")
             && e.contains(
@@ -229,24 +221,9 @@ fn prompt_residue_annotations_run_through_generate() {
     );
 
     // Without the vocabulary in the model directory: an error saying what is missing.
-    std::fs::write(
-        &prompt,
+    let e = fails(
         "length = 24\n[[residue_annotation]]\nlabel = \"heme binding site\"\nstart = 2\nend = 8\n",
-    )
-    .unwrap();
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&bundle_dir()),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("residue_annotations.csv"),
-        "{}",
-        stderr(&o)
+        &bundle_dir(),
     );
+    assert!(e.contains("residue_annotations.csv"), "{e}");
 }

@@ -328,6 +328,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     let mut plddt = Vec::new();
     let mut ptm = Vec::new();
     let (mut random_plddt, mut random_ptm) = (Vec::new(), Vec::new());
+    let mean_f32 = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
     let bar = super::progress::bar(args.generations as u64, "generations");
     for i in 0..args.generations {
         let plan = vec![
@@ -337,7 +338,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         let prompt = Prompt::unconditional("eval", 100, plan).map_err(anyhow::Error::msg)?;
         let (protein, _) = designer.run(&prompt, args.seed + i as u64, false)?;
         if let (Some(pl), Some(t)) = (&protein.plddt, protein.ptm) {
-            plddt.push(pl.iter().map(|&v| v as f64).sum::<f64>() / pl.len().max(1) as f64);
+            plddt.push(mean_f32(pl));
             ptm.push(t as f64);
         }
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed + i as u64);
@@ -345,8 +346,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         tokens.extend((0..100).map(|_| rng.random_range(0..n_codes as i64)));
         tokens.push(structure_ids::EOS);
         let d = decoder.decode_structure(&tokens)?;
-        random_plddt
-            .push(d.plddt.iter().map(|&v| v as f64).sum::<f64>() / d.plddt.len().max(1) as f64);
+        random_plddt.push(mean_f32(&d.plddt));
         random_ptm.push(d.ptm as f64);
         bar.inc(1);
     }
