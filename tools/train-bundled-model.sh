@@ -17,9 +17,11 @@ DATA=data/dataset-v1
     "$ESM3" train vqvae configs/vqvae-stage2b.toml -o runs/vqvae-s2b --init runs/vqvae-s2/final
 "$ESM3" data tokenize $DATA --structure-encoder runs/vqvae-s2b/final/structure_encoder
 [ -f runs/esm3/final/config.json ] || "$ESM3" train esm3 configs/esm3-small.toml -o runs/esm3
+[ -f runs/esm3-s2/final/config.json ] || \
+    "$ESM3" train esm3 configs/esm3-small-stage2.toml -o runs/esm3-s2 --init runs/esm3/final
 OUT=models/esm3-rs-small
 rm -rf $OUT.new && mkdir -p $OUT.new
-cp runs/esm3/final/config.json runs/esm3/final/model.safetensors $OUT.new/
+cp runs/esm3-s2/final/config.json runs/esm3-s2/final/model.safetensors $OUT.new/
 cp -r runs/vqvae-s2b/final/structure_encoder runs/vqvae-s2b/final/structure_decoder $OUT.new/
 [ -f $OUT/MODEL_CARD.md ] && cp $OUT/MODEL_CARD.md $OUT.new/
 rm -rf $OUT && mv $OUT.new $OUT

@@ -229,14 +229,20 @@ fn build_train_tokenize_train_resume_and_generate() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let metrics = json["splits"][0]["metrics"].as_array().unwrap();
-    assert_eq!(metrics.len(), 8, "{json}");
+    assert_eq!(metrics.len(), 9, "{json}");
     for m in metrics {
         let value = m[1]["model"].as_f64().unwrap();
         assert!(value.is_finite(), "{m}");
     }
     let generation = &json["generation"];
-    for key in ["mean_plddt", "random_tokens_mean_plddt"] {
+    for key in [
+        "mean_plddt",
+        "random_tokens_mean_plddt",
+        "mean_ptm",
+        "random_tokens_mean_ptm",
+    ] {
         let v = generation[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
+    assert_eq!(generation["sequence_temperature"].as_f64(), Some(0.7));
 }

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 
 use esm3_data::ChainRecord;
 use esm3_models::esm3::structure_ids;
-use esm3_models::structure_decoder::StructureTokenDecoder;
+use esm3_models::structure_decoder::{DecodedStructure, StructureTokenDecoder};
 use esm3_models::structure_encoder::StructureTokenEncoder;
 use esm3_models::{Esm3, HostArray};
 use esm3_protein::metrics::tmscore::tm_score;
 use esm3_protein::metrics::{lddt, superposed_rmsd, LDDT_CUTOFF};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::training_protein;
@@ -209,14 +211,19 @@ pub fn evaluate_split(
     let (mut rec_rmsd, mut rec_lddt, mut rec_n, mut helix_rmsd) = (0.0, 0.0, 0usize, 0.0);
     let (mut fold_lddt, mut fold_tm, mut helix_lddt, mut helix_tm, mut fold_n) =
         (0.0, 0.0, 0.0, 0.0, 0usize);
-    let decode = |codes: &[i64]| -> Result<Vec<Vec3>> {
+    // Whether the decoder's pTM head tells real token sequences from noise: its pTM on each
+    // chain's true tokens against uniformly random tokens of the same length.
+    let (mut true_ptm, mut random_ptm) = (0.0, 0.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let decode_full = |codes: &[i64]| -> Result<DecodedStructure> {
         let mut t = Vec::with_capacity(codes.len() + 2);
         t.push(structure_ids::BOS);
         t.extend_from_slice(codes);
         t.push(structure_ids::EOS);
-        let d = models.decoder.decode_structure(&t)?;
-        Ok(d.atom37.iter().map(|a| a[1]).collect())
+        Ok(models.decoder.decode_structure(&t)?)
     };
+    let ca = |d: &DecodedStructure| -> Vec<Vec3> { d.atom37.iter().map(|a| a[1]).collect() };
+    let decode = |codes: &[i64]| -> Result<Vec<Vec3>> { Ok(ca(&decode_full(codes)?)) };
     for r in &records {
         progress();
         let Some(bb) = &r.backbone else { continue };
@@ -233,8 +240,14 @@ pub fn evaluate_split(
         let codes = models
             .encoder
             .encode(&HostArray::new(vec![bb.len(), 3, 3], coords), None)?;
-        let recon = decode(&codes)?;
+        let decoded = decode_full(&codes)?;
+        let random: Vec<i64> = (0..codes.len())
+            .map(|_| rng.random_range(0..models.n_codes as i64))
+            .collect();
+        let recon = ca(&decoded);
         if let Some((rmsd, _)) = superposed_rmsd(&recon, &truth, Some(&ok)) {
+            true_ptm += f64::from(decoded.ptm);
+            random_ptm += f64::from(decode_full(&random)?.ptm);
             rec_rmsd += rmsd;
             rec_lddt += lddt(&recon, &truth, &ok, LDDT_CUTOFF).global;
             rec_n += 1;
@@ -319,6 +332,10 @@ pub fn evaluate_split(
         (
             "VQ-VAE reconstruction RMSD (Å, CA)".to_string(),
             m(mean(rec_rmsd, rec_n), mean(helix_rmsd, rec_n), rec_n, false),
+        ),
+        (
+            "decoder pTM on true tokens (vs random tokens)".to_string(),
+            m(mean(true_ptm, rec_n), mean(random_ptm, rec_n), rec_n, true),
         ),
     ];
     Ok(SplitReport {

@@ -39,7 +39,8 @@ pub struct EvaluateArgs {
     /// Longer chains are cut to their first N residues.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
-    /// Unconditional generations (length 100) whose mean pLDDT / pTM are reported.
+    /// Unconditional generations (length 100: sequence at temperature 0.7, then folded as
+    /// `--fold-steps` says) whose mean pLDDT / pTM are reported.
     #[arg(long, default_value_t = 8)]
     pub generations: usize,
     /// Iterative-unmasking steps when folding from sequence. 1 = argmax at every position in one
@@ -264,9 +265,12 @@ fn report(summary: &esm3_train::runner::RunSummary, final_dir: &Path) {
     );
 }
 
+/// Residues of each unconditional generation `train evaluate` scores.
+const GENERATION_LENGTH: usize = 100;
+
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     use esm3_generate::prompt::Prompt;
-    use esm3_generate::{GenerationConfig, Track};
+    use esm3_generate::{GenerationConfig, Strategy, Track};
     use esm3_models::esm3::structure_ids;
     use esm3_train::card::{evaluate_split, Baselines, CardModels};
     use rand::{Rng, SeedableRng};
@@ -331,11 +335,25 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     let mean_f32 = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
     let bar = super::progress::bar(args.generations as u64, "generations");
     for i in 0..args.generations {
-        let plan = vec![
-            GenerationConfig::new(Track::Sequence),
-            GenerationConfig::new(Track::Structure),
-        ];
-        let prompt = Prompt::unconditional("eval", 100, plan).map_err(anyhow::Error::msg)?;
+        // The paper's protocol (spec esm3-training.md §6.4): sequences sampled at a constant
+        // temperature of 0.7 (L decoding steps, as in its prompt-following protocol), then
+        // folded the way the fold metric above folds (argmax over `fold_steps` steps).
+        let sequence = GenerationConfig {
+            temperature: 0.7,
+            temperature_annealing: false,
+            num_steps: GENERATION_LENGTH,
+            ..GenerationConfig::new(Track::Sequence)
+        };
+        let fold = GenerationConfig {
+            temperature: 0.0,
+            temperature_annealing: false,
+            strategy: Strategy::Entropy,
+            num_steps: args.fold_steps,
+            ..GenerationConfig::new(Track::Structure)
+        };
+        let plan = vec![sequence, fold];
+        let prompt =
+            Prompt::unconditional("eval", GENERATION_LENGTH, plan).map_err(anyhow::Error::msg)?;
         let (protein, _) = designer.run(&prompt, args.seed + i as u64, false)?;
         if let (Some(pl), Some(t)) = (&protein.plddt, protein.ptm) {
             plddt.push(mean_f32(pl));
@@ -343,7 +361,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed + i as u64);
         let mut tokens = vec![structure_ids::BOS];
-        tokens.extend((0..100).map(|_| rng.random_range(0..n_codes as i64)));
+        tokens.extend((0..GENERATION_LENGTH).map(|_| rng.random_range(0..n_codes as i64)));
         tokens.push(structure_ids::EOS);
         let d = decoder.decode_structure(&tokens)?;
         random_plddt.push(mean_f32(&d.plddt));
@@ -354,7 +372,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     if !plddt.is_empty() {
         println!(
-            "\nunconditional generations (length 100, n = {}), vs the decoder on uniformly random tokens:\n\n\
+            "\nunconditional generations (length {GENERATION_LENGTH}, n = {}; sequence at temperature 0.7, then folded), vs the decoder on uniformly random tokens:\n\n\
              | metric | model | random tokens | beats baseline |\n|---|---|---|---|\n\
              | mean pLDDT | {:.4} | {:.4} | {} |\n| mean pTM | {:.4} | {:.4} | {} |",
             plddt.len(),
@@ -375,7 +393,7 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
             "seed": args.seed,
             "splits": reports,
             "generation": {
-                "n": plddt.len(), "length": 100, "mean_plddt": mean(&plddt), "mean_ptm": mean(&ptm),
+                "n": plddt.len(), "length": GENERATION_LENGTH, "sequence_temperature": 0.7, "mean_plddt": mean(&plddt), "mean_ptm": mean(&ptm),
                 "random_tokens_mean_plddt": mean(&random_plddt), "random_tokens_mean_ptm": mean(&random_ptm),
             },
         });
