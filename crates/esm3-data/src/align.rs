@@ -290,9 +290,9 @@ mod tests {
 
     #[test]
     fn blosum62_is_symmetric() {
-        for i in 0..20 {
-            for j in 0..20 {
-                assert_eq!(BLOSUM62[i][j], BLOSUM62[j][i], "{i} {j}");
+        for (i, row) in BLOSUM62.iter().enumerate() {
+            for (j, &score) in row.iter().enumerate() {
+                assert_eq!(score, BLOSUM62[j][i], "{i} {j}");
             }
         }
     }

@@ -608,8 +608,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut train: Vec<String> = (0..200).map(|_| random_seq(&mut rng, 150)).collect();
         let mut queries = Vec::new();
-        for k in 0..24 {
-            queries.push(diverge(&mut rng, &train[k], 0.68));
+        for parent in &train[..24] {
+            queries.push(diverge(&mut rng, parent, 0.68));
         }
         queries.extend((0..24).map(|_| random_seq(&mut rng, 150)));
         train.rotate_left(50);

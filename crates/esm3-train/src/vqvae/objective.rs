@@ -288,7 +288,7 @@ impl Objective for VqVaeObjective {
         };
         if self.config.stage == 1 {
             let every = self.config.restart_every;
-            let restart = every > 0 && (step + 1) % every == 0;
+            let restart = every > 0 && (step + 1).is_multiple_of(every);
             self.model.update_codebook(&out, restart, &mut self.rng)?;
             self.model
                 .codebook()
