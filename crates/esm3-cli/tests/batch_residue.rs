@@ -160,15 +160,7 @@ fn prompt_residue_annotations_run_through_generate() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    ok(&esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]));
+    ok(&generate_prompt(&prompt, &out, &model));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("site.json")).unwrap()).unwrap();
     assert_eq!(summary["length"], 24);
@@ -184,15 +176,7 @@ fn prompt_residue_annotations_run_through_generate() {
     // Each bad prompt fails with a message on stderr, which is returned.
     let fails = |text: &str, model: &Path| -> String {
         std::fs::write(&prompt, text).unwrap();
-        let o = esm3(&[
-            "generate",
-            "--prompt",
-            s(&prompt),
-            "-o",
-            s(&out),
-            "--model-dir",
-            s(model),
-        ]);
+        let o = generate_prompt(&prompt, &out, model);
         assert!(!o.status.success(), "{text}");
         stderr(&o)
     };

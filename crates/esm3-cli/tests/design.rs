@@ -241,15 +241,7 @@ fn bad_prompts_are_refused_with_clear_errors() {
     for (text, want) in cases {
         let p = tmp.path().join("bad.toml");
         std::fs::write(&p, text).unwrap();
-        let o = esm3(&[
-            "generate",
-            "--prompt",
-            s(&p),
-            "--model-dir",
-            s(&model),
-            "-o",
-            s(&tmp.path().join("o")),
-        ]);
+        let o = generate_prompt(&p, &tmp.path().join("o"), &model);
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(
             !o.status.success() && e.contains(want) && e.contains("bad.toml"),
@@ -338,30 +330,14 @@ fn function_annotations_condition_and_come_back() {
         "length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 3\nend = 20\n[[generate]]\ntrack = \"sequence\"\nnum_steps = 4\n",
     );
     let out = tmp.path().join("o");
-    ok(&esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]));
+    ok(&generate_prompt(&prompt, &out, &model));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("f.json")).unwrap()).unwrap();
     assert_eq!(summary["function_annotations"][0]["label"], "IPR000719");
     assert_eq!(summary["function_annotations"][0]["start"], 3);
     // Generating the function track decodes tokens back to annotations with the decoder.
     write("length = 30\n[[generate]]\ntrack = \"function\"\nnum_steps = 3\n");
-    ok(&esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]));
+    ok(&generate_prompt(&prompt, &out, &model));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("f.json")).unwrap()).unwrap();
     assert!(
@@ -371,30 +347,14 @@ fn function_annotations_condition_and_come_back() {
     write(
         "length = 30\n[[function]]\nlabel = \"not a real keyword at all\"\nstart = 3\nend = 20\n",
     );
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]);
+    let o = generate_prompt(&prompt, &out, &model);
     let e = stderr(&o);
     assert!(
         !o.status.success() && e.contains("not a real keyword at all"),
         "{e}"
     );
     write("length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 25\nend = 40\n");
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&model),
-    ]);
+    let o = generate_prompt(&prompt, &out, &model);
     assert!(
         stderr(&o).contains("outside the protein (1-30)"),
         "{}",
@@ -403,14 +363,6 @@ fn function_annotations_condition_and_come_back() {
     // Without a function decoder in the bundle, annotations are refused with the reason.
     write("length = 30\n[[function]]\nlabel = \"IPR000719\"\nstart = 3\nend = 20\n");
     let plain = bundle(&tmp.path().join("plain"));
-    let o = esm3(&[
-        "generate",
-        "--prompt",
-        s(&prompt),
-        "-o",
-        s(&out),
-        "--model-dir",
-        s(&plain),
-    ]);
+    let o = generate_prompt(&prompt, &out, &plain);
     assert!(stderr(&o).contains("function_decoder/"), "{}", stderr(&o));
 }

@@ -15,6 +15,19 @@ pub fn esm3(args: &[&str]) -> Output {
         .expect("run esm3")
 }
 
+/// `esm3 generate --prompt PROMPT -o OUT --model-dir MODEL`.
+pub fn generate_prompt(prompt: &Path, out: &Path, model: &Path) -> Output {
+    esm3(&[
+        "generate",
+        "--prompt",
+        s(prompt),
+        "-o",
+        s(out),
+        "--model-dir",
+        s(model),
+    ])
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
