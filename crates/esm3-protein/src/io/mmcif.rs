@@ -158,6 +158,17 @@ fn atom_site_table<'a>(tokens: &[Token<'a>]) -> Result<Option<Table<'a>>, ParseE
                 k += 1;
             }
             if tags.first().is_some_and(is_atom_site) {
+                // A loop holds one category; a foreign tag here means a damaged file.
+                if let Some(bad) = tags.iter().find(|t| !is_atom_site(t)) {
+                    return Err(ParseError::new(
+                        bad.line,
+                        format!(
+                            "tag {:?} inside the _atom_site loop: expected every tag of that loop \
+                             to start with _atom_site.",
+                            bad.text
+                        ),
+                    ));
+                }
                 let values = tokens[j..k].to_vec();
                 if !values.len().is_multiple_of(tags.len()) {
                     let line = values.last().map_or(t.line, |v| v.line);
@@ -441,6 +452,22 @@ mod tests {
             ]
         );
         assert_eq!(tokens[5].line, 6);
+    }
+
+    #[test]
+    fn a_foreign_tag_in_the_atom_site_loop_is_an_error_with_its_line() {
+        // A corrupted byte inside a multi-byte character used to be sliced as if the tag
+        // began with `_atom_site.` (found by the corrupted-bytes property test).
+        let text = "data_x\nloop_\n_atom_site.group_PDB\n_atom_sit\u{fffd}.label_comp_id\n\
+                    ATOM ALA\n";
+        let err = parse_mmcif(text).unwrap_err();
+        assert_eq!(err.line, 4);
+        assert!(
+            err.message.contains("_atom_sit\u{fffd}.label_comp_id"),
+            "{err:?}"
+        );
+        let mixed = "data_x\nloop_\n_atom_site.group_PDB\n_entity.id\nATOM 1\n";
+        assert_eq!(parse_mmcif(mixed).unwrap_err().line, 4);
     }
 
     #[test]
