@@ -594,26 +594,34 @@ def orchestrate(args) -> None:
             if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
             + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
 
-        # ... then esm3-rs
-        cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
-               "--output", str(d / "ours_out.safetensors"), "--repeat", str(args.repeats + 1),
-               "--timings", str(d / "ours.json")]
-        o = run_child(cmd, env=env, log_path=d / "ours.log", quiet=quiet, nice=args.nice)
-        o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
-        if o["rc"] == 0:
-            oj = json.loads((d / "ours.json").read_text())
-            o.update(load_s=oj["load_s"], warmup_s=oj["forward_s"][0], forward_s=oj["forward_s"][1:])
-            # The binary loads right after exec and then runs the forwards back to back.
-            t0 = o["started_at"] + o["load_s"] + o["warmup_s"]
-            window_rss(o, t0, t0 + sum(o["forward_s"]))
-        else:
-            o["error"] = (d / "ours.log").read_text()[-2000:]
-            o.pop("rss_timeline", None)
-        row["ours"] = o
-        log(f"  esm3-rs:   rc {o['rc']}, " + (
-            f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
-            if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
-            + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}, max during the timed forwards {o.get('forward_rss_gib', float('nan')):.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
+        # ... then esm3-rs (f32, and bf16 with --bf16)
+        def run_ours(dtype, tag):
+            cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
+                   "--output", str(d / f"{tag}_out.safetensors"), "--repeat", str(args.repeats + 1),
+                   "--timings", str(d / f"{tag}.json"), "--dtype", dtype]
+            o = run_child(cmd, env=env, log_path=d / f"{tag}.log", quiet=quiet, nice=args.nice)
+            o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
+            if o["rc"] == 0:
+                oj = json.loads((d / f"{tag}.json").read_text())
+                o.update(load_s=oj["load_s"], warmup_s=oj["forward_s"][0], forward_s=oj["forward_s"][1:])
+                # The binary loads right after exec and then runs the forwards back to back.
+                t0 = o["started_at"] + o["load_s"] + o["warmup_s"]
+                window_rss(o, t0, t0 + sum(o["forward_s"]))
+            else:
+                o["error"] = (d / f"{tag}.log").read_text()[-2000:]
+                o.pop("rss_timeline", None)
+            log(f"  esm3-rs {dtype}: rc {o['rc']}, " + (
+                f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
+                if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
+                + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}, max during the timed forwards {o.get('forward_rss_gib', float('nan')):.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
+            return o
+
+        o = row["ours"] = run_ours("f32", "ours")
+        if args.bf16:
+            row["ours_bf16"] = run_ours("bf16", "ours_bf16")
+            if r["rc"] == 0 and row["ours_bf16"]["rc"] == 0:
+                row["agreement_bf16"] = compare(d / "ref_out.safetensors", d / "ours_bf16_out.safetensors",
+                                                ["sequence_logits"])
 
         if r["rc"] == 0 and o["rc"] == 0:
             names = OUTPUT_NAMES if L == min(args.lengths) else ["sequence_logits"]
@@ -624,16 +632,18 @@ def orchestrate(args) -> None:
                 else:
                     log(f"  agreement {k}: {v}")
         if not args.keep_outputs:
-            for f in ("ref_out.safetensors", "ours_out.safetensors"):
+            for f in ("ref_out.safetensors", "ours_out.safetensors", "ours_bf16_out.safetensors"):
                 (d / f).unlink(missing_ok=True)
         results.append(row)
 
     total = time.perf_counter() - t_start
     md = render(args, info, gen, results, total)
     TABLE_MD.write_text(md)
-    (OUT_DIR / "forward_bench.json").write_text(
-        json.dumps({"args": vars(args), "machine": info, "model": gen, "results": results,
-                    "total_wall_s": total}, indent=1) + "\n")
+    everything = json.dumps({"args": vars(args), "machine": info, "model": gen, "results": results,
+                             "total_wall_s": total}, indent=1) + "\n"
+    (OUT_DIR / "forward_bench.json").write_text(everything)
+    if args.json:
+        Path(args.json).write_text(everything)
     log("\n" + md)
     log(f"written: {TABLE_MD}, {OUT_DIR / 'forward_bench.json'}")
 
@@ -642,14 +652,24 @@ def fmt(x, spec=".2f"):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def bf16_cells(row, f32_median, star) -> str:
+    b = row.get("ours_bf16")
+    if not b or b["rc"] != 0:
+        return " failed |  |  |"
+    bm = median(b["forward_s"])
+    speedup = f32_median / bm if f32_median and bm else None
+    return f" {fmt(bm)}{star(b)} | {fmt(speedup)} | {fmt(b.get('load_s'), '.1f')} |"
+
+
 def render(args, info, gen, results, total) -> str:
     torch_v = next((r["ref"].get("torch") for r in results if r["ref"].get("torch")), "?")
     lines = [
         f"ESM3 forward, esm3-sm-open-v1 size (d_model 1536, 24 heads, 256 geometric heads, 48 layers, "
         f"{gen['n_parameters'] / 1e9:.2f} B parameters), random weights, f32, B = 1, CPU, {args.threads} threads each.",
         "",
-        "| L | reference median s | esm3-rs median s | ratio ref/ours | reference peak RSS GiB | esm3-rs peak RSS GiB | load s ref / ours |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| L | reference median s | esm3-rs median s | ratio ref/ours | reference peak RSS GiB | esm3-rs peak RSS GiB | load s ref / ours |"
+        + (" esm3-rs bf16 median s | bf16 speed-up over our f32 | bf16 load s |" if args.bf16 else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.bf16 else ""),
     ]
     for row in results:
         r, o = row["ref"], row["ours"]
@@ -660,6 +680,7 @@ def render(args, info, gen, results, total) -> str:
         lines.append(
             f"| {row['L']} | {fmt(rm)}{star(r)} | {(fmt(om) if o['rc'] == 0 else 'failed (rc %d)' % o['rc'])}{star(o)} | {fmt(ratio)} | "
             f"{fmt(r['peak_rss_gib'])} | {fmt(o['peak_rss_gib'])} | {fmt(r.get('load_s'), '.1f')} / {fmt(o.get('load_s'), '.1f')} |"
+            + (bf16_cells(row, om, star) if args.bf16 else "")
         )
     lines += [
         "",
@@ -692,6 +713,10 @@ def render(args, info, gen, results, total) -> str:
             parts = [f"{k} {v['max_abs_diff']:.2g} (max |ref| {v['max_abs_ref']:.3g})" for k, v in ag.items()
                      if v and "max_abs_diff" in v]
             lines.append(f"Outputs, max |ours - ref| at L={row['L']}: " + ", ".join(parts) + ".")
+        ag = row.get("agreement_bf16")
+        if ag:
+            parts = [f"{k} {v['max_abs_diff']:.2g}" for k, v in ag.items() if v and "max_abs_diff" in v]
+            lines.append(f"bf16 (not a parity mode), max |ours bf16 - ref f32| at L={row['L']}: " + ", ".join(parts) + ".")
     lines += [
         "",
         f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, avx512f {info['avx512f']}, "
@@ -730,6 +755,9 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0,
                     help="niceness for the timed children (and their scheduler autogroup); negative "
                     "(needs root) gives them priority over other work on a shared machine (default 0)")
+    ap.add_argument("--json", help="also write every number (the JSON of bench-out/forward_bench.json) to this file")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time esm3-rs with --dtype bf16 (bf16 products, f32 elsewhere) and add its columns")
     ap.add_argument("--keep-outputs", action="store_true", help="keep every output file under bench-out/forward_bench/")
     # internal
     ap.add_argument("--child", choices=["generate", "torch"], help=argparse.SUPPRESS)

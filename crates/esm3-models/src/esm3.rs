@@ -2,7 +2,8 @@
 //! block 0, and six output heads (spec §2.7–2.9).
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
+use esm3_nn::linear::{linear, Linear};
 use esm3_nn::{
     AttentionContext, BlockConfig, FfnKind, GeometryContext, RegressionHead, TransformerStack,
 };

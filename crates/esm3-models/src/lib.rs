@@ -26,5 +26,6 @@ pub use config::{
 };
 pub use error::ModelError;
 pub use esm3::{Esm3, Esm3Head, Esm3Hidden, Esm3Input, Esm3Output};
+pub use esm3_nn::{linear::bf16_available, MatmulPrecision};
 pub use esmc::{Esmc, EsmcInput, EsmcOutput};
 pub use model_dir::{LoadOptions, ModelDir};

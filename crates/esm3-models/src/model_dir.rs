@@ -1,9 +1,11 @@
 //! Model directories: `config.json` + memory-mapped `model.safetensors`, checked before use.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use esm3_nn::MatmulPrecision;
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
@@ -13,7 +15,7 @@ use crate::function_decoder::FunctionTokenDecoder;
 use crate::schema;
 use crate::structure_decoder::StructureTokenDecoder;
 use crate::structure_encoder::StructureTokenEncoder;
-use crate::weights::MmapWeights;
+use crate::weights::{MmapWeights, SharedWeights};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -24,6 +26,9 @@ pub struct LoadOptions {
     pub device: Device,
     /// Compute dtype. Weights are converted on load; f32 is the parity path.
     pub dtype: DType,
+    /// Precision of the Linear products when `dtype` is f32 on the CPU: `Bf16` keeps the
+    /// residual stream, norms and softmax in f32 and multiplies bf16 (as torch's CPU autocast).
+    pub matmul: MatmulPrecision,
 }
 
 impl Default for LoadOptions {
@@ -31,10 +36,13 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
+            matmul: MatmulPrecision::Native,
         }
     }
 }
 
+// One per process, moved rarely: boxing the large variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum LoadedModel {
     Esm3(Esm3),
     Esmc(Esmc),
@@ -109,8 +117,18 @@ impl ModelDir {
     }
 
     pub fn load(&self, options: &LoadOptions) -> Result<LoadedModel> {
-        let st = self.open_weights()?;
-        let vb = VarBuilder::from_backend(Box::new(st), options.dtype, options.device.clone());
+        let weights = Arc::new(self.open_weights()?);
+        let vb = VarBuilder::from_backend(
+            Box::new(SharedWeights(weights.clone())),
+            options.dtype,
+            options.device.clone(),
+        );
+        esm3_nn::with_mapped_weights(weights, || {
+            esm3_nn::with_matmul_precision(options.matmul, || self.build(vb))
+        })
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<LoadedModel> {
         Ok(match &self.config {
             ModelConfig::Esm3(c) => LoadedModel::Esm3(Esm3::new(c, vb)?),
             ModelConfig::Esmc(c) => LoadedModel::Esmc(Esmc::new(c, vb)?),

@@ -2,7 +2,8 @@
 //! backbone coordinates, pLDDT, pTM and predicted aligned error.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{embedding, linear, linear_no_bias, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
+use esm3_nn::linear::{linear, linear_no_bias, Linear};
 use esm3_nn::norm::{layer_norm, softmax_last_dim, LayerNorm};
 use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
 use esm3_protein::{Frame, Vec3};

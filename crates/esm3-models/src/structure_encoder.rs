@@ -6,7 +6,8 @@
 //! and the query's slot (always first) is projected and snapped to the nearest codebook entry.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
+use esm3_nn::linear::{linear, Linear};
 use esm3_nn::{BlockConfig, FfnKind, GeometryContext, TransformerStack};
 use esm3_protein::frames::MAX_SUPPORTED_DISTANCE;
 use esm3_protein::{backbone_frames, Frame, Vec3};

@@ -1,13 +1,14 @@
-//! Memory-mapped safetensors weights that give their pages back as soon as they are copied.
+//! Memory-mapped safetensors weights: Linear matrices are read in place, the rest is copied.
 //!
-//! candle's CPU tensors own their memory, so every weight is copied out of the mapping. With
-//! candle's own mmap backend the mapped pages stay resident until the whole model is built, so a
-//! load peaks at twice the model size. This backend tells the kernel after each copy that the
-//! pages are no longer needed (`MADV_DONTNEED`; they are re-read from the file if touched again),
-//! which keeps the peak near one copy of the weights.
+//! The Linear weights (>99% of a trunk's bytes) stay in the mapping when the BLAS path will use
+//! them (see `esm3_nn::mapped`), so loading costs the mapping, not a copy of the model, and the
+//! pages are the page cache's rather than a second copy. Every other tensor becomes an ordinary
+//! candle tensor; after copying one, its pages are given back (`MADV_DONTNEED`; re-read from the
+//! file if touched again), so a load never holds the file twice.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Shape, Tensor};
 use memmap2::{Advice, Mmap, UncheckedAdvice};
@@ -35,9 +36,10 @@ impl MmapWeights {
         };
         let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
         // SAFETY: mapped read-only; like every mmap-based loader we rely on the file not being
-        // truncated while it is mapped (only during loading: the mapping is dropped after).
+        // truncated or rewritten while it is mapped, which is for as long as a model built from
+        // it lives (its Linear weights are read in place). Replacing the file by a rename, as
+        // `esm3 import` and the trainer do, leaves this mapping on the old contents.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-        let _ = mmap.advise(Advice::Sequential);
         let st =
             safetensors::SafeTensors::deserialize(&mmap).map_err(|e| unreadable(e.to_string()))?;
         let base = mmap.as_ptr() as usize;
@@ -87,14 +89,66 @@ impl MmapWeights {
         let _ = self.mmap.advise_range(Advice::WillNeed, e.start, e.len);
         let bytes = &self.mmap[e.start..e.start + e.len];
         let t = Tensor::from_raw_buffer(bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        self.dont_need(e);
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    /// Drops the resident pages of a tensor that has been copied.
+    fn dont_need(&self, e: &Entry) {
         // SAFETY: DONTNEED on a private read-only file mapping only drops resident pages; any
-        // later access re-reads them from the file, so no live data is lost.
+        // later access re-reads them from the file, so no live data is lost (a Linear weight
+        // read in place shares no page contents that could be lost, only re-faulted).
         unsafe {
             let _ = self
                 .mmap
                 .unchecked_advise_range(UncheckedAdvice::DontNeed, e.start, e.len);
         }
-        t.to_dtype(dtype)?.to_device(dev)
+    }
+}
+
+impl esm3_nn::MappedWeights for MmapWeights {
+    fn f32_values(&self, name: &str, shape: &[usize]) -> Option<&[f32]> {
+        let e = self.entries.get(name)?;
+        let bytes = &self.mmap[e.start..e.start + e.len];
+        if e.dtype != DType::F32 || e.shape != shape || !(bytes.as_ptr() as usize).is_multiple_of(4)
+        {
+            return None;
+        }
+        // Start reading it in now (a no-op when the file is in the page cache).
+        let _ = self.mmap.advise_range(Advice::WillNeed, e.start, e.len);
+        // SAFETY: 4-byte aligned (checked), length a multiple of 4 (f32 entry validated by
+        // safetensors), every bit pattern is a valid f32, and the mapping is read-only.
+        Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, e.len / 4) })
+    }
+
+    fn release(&self, name: &str) {
+        if let Some(e) = self.entries.get(name) {
+            self.dont_need(e);
+        }
+    }
+}
+
+/// The VarBuilder backend over weights that Linear layers may also hold on to.
+pub(crate) struct SharedWeights(pub Arc<MmapWeights>);
+
+impl candle_nn::var_builder::SimpleBackend for SharedWeights {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get(s, name, init, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.0.get_unchecked(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_tensor(name)
     }
 }
 

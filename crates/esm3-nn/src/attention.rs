@@ -1,7 +1,9 @@
 //! Multi-head self-attention with QK-LayerNorm over the full width and rotary (spec §2.3).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{linear_b, Linear};
 
 use crate::context::AttentionContext;
 use crate::norm::{layer_norm, LayerNorm};

@@ -1,7 +1,9 @@
 //! Pre-LayerNorm feed-forward networks (spec §2.5).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{linear_b, Linear};
 
 use crate::norm::{layer_norm, LayerNorm};
 

@@ -5,7 +5,9 @@
 //! averaged, and rotated back into the query's frame.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{linear_b, Linear};
 
 use crate::context::GeometryContext;
 use crate::norm::{layer_norm, LayerNorm};
@@ -120,27 +122,49 @@ impl GeometricAttention {
             ),
             None => (self.distance_weight.clone(), self.rotation_weight.clone()),
         };
-        let sqrt3 = 3f64.sqrt();
-        let group = (MAX_PAIRWISE_BYTES / (b * l * l * 3 * 4).max(1)).clamp(1, v);
-        let mut outs = Vec::with_capacity(v.div_ceil(group));
-        let mut h0 = 0;
-        while h0 < v {
-            let hn = group.min(v - h0);
-            let qr = query_rot.narrow(1, h0, hn)?;
-            let kr = key_rot.narrow(1, h0, hn)?;
-            let rotation = (qr.matmul(&kr.t()?)? / sqrt3)?
-                .broadcast_mul(&rotation_weight.narrow(0, h0, hn)?)?;
-            let qd = query_dist.narrow(1, h0, hn)?.unsqueeze(3)?;
-            let kd = key_dist.narrow(1, h0, hn)?.unsqueeze(2)?;
-            let distance = (qd.broadcast_sub(&kd)?.sqr()?.sum(D::Minus1)?.sqrt()? / sqrt3)?
-                .broadcast_mul(&distance_weight.narrow(0, h0, hn)?)?;
-            let logits = (rotation - distance)?.broadcast_add(&geo.bias)?;
-            let attn = crate::norm::softmax_last_dim(&logits)?;
-            outs.push(attn.matmul(&value.narrow(1, h0, hn)?)?);
-            h0 += hn;
-        }
-        let out = Tensor::cat(&outs, 1)?; // [B, V, L, 3]
-                                          // Back into the query's local frame: o' = Rᵀ·o, i.e. row vector o times R.
+        let fused = !p.track_op() && x.device().is_cpu() && self.trainable_scales.is_none();
+        let out = if fused {
+            let data = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
+            let (qr, kr, val, qd, kd) = (
+                data(&query_rot)?,
+                data(&key_rot)?,
+                data(&value)?,
+                data(&query_dist)?,
+                data(&key_dist)?,
+            );
+            let (rw, dw, bias) = (
+                data(&rotation_weight)?,
+                data(&distance_weight)?,
+                data(&geo.bias)?,
+            );
+            let out =
+                crate::geom_kernel::geometric_attention_core(&crate::geom_kernel::GeomInputs {
+                    batch: b,
+                    heads: v,
+                    len: l,
+                    query_rot: &qr,
+                    key_rot: &kr,
+                    value: &val,
+                    query_dist: &qd,
+                    key_dist: &kd,
+                    rotation_weight: &rw,
+                    distance_weight: &dw,
+                    bias: &bias,
+                });
+            Tensor::from_vec(out, (b, v, l, 3), x.device())?
+        } else {
+            attend_composed(
+                &query_rot,
+                &key_rot,
+                &value,
+                &query_dist,
+                &key_dist,
+                &rotation_weight,
+                &distance_weight,
+                &geo.bias,
+            )?
+        };
+        // Back into the query's local frame: o' = Rᵀ·o, i.e. row vector o times R.
         let out = out.transpose(1, 2)?.contiguous()?.matmul(&geo.rot)?; // [B, L, V, 3]
         let mut out = out.reshape((b, l, 3 * v))?;
         if self.mask_and_zero_frameless {
@@ -148,6 +172,42 @@ impl GeometricAttention {
         }
         self.out_proj.forward(&out.to_dtype(dtype)?)
     }
+}
+
+/// The per-head core from differentiable tensor ops (training, other devices): the
+/// attended values `[B, V, L, 3]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_composed(
+    query_rot: &Tensor,
+    key_rot: &Tensor,
+    value: &Tensor,
+    query_dist: &Tensor,
+    key_dist: &Tensor,
+    rotation_weight: &Tensor,
+    distance_weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
+    let (b, v, l, _) = query_rot.dims4()?;
+    let sqrt3 = 3f64.sqrt();
+    let group = (MAX_PAIRWISE_BYTES / (b * l * l * 3 * 4).max(1)).clamp(1, v);
+    let mut outs = Vec::with_capacity(v.div_ceil(group));
+    let mut h0 = 0;
+    while h0 < v {
+        let hn = group.min(v - h0);
+        let qr = query_rot.narrow(1, h0, hn)?;
+        let kr = key_rot.narrow(1, h0, hn)?;
+        let rotation =
+            (qr.matmul(&kr.t()?)? / sqrt3)?.broadcast_mul(&rotation_weight.narrow(0, h0, hn)?)?;
+        let qd = query_dist.narrow(1, h0, hn)?.unsqueeze(3)?;
+        let kd = key_dist.narrow(1, h0, hn)?.unsqueeze(2)?;
+        let distance = (qd.broadcast_sub(&kd)?.sqr()?.sum(D::Minus1)?.sqrt()? / sqrt3)?
+            .broadcast_mul(&distance_weight.narrow(0, h0, hn)?)?;
+        let logits = (rotation - distance)?.broadcast_add(bias)?;
+        let attn = crate::norm::softmax_last_dim(&logits)?;
+        outs.push(attn.matmul(&value.narrow(1, h0, hn)?)?);
+        h0 += hn;
+    }
+    Tensor::cat(&outs, 1) // [B, V, L, 3]
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The output head: Linear → GELU → LayerNorm → Linear (spec §2.8).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{linear, Linear};
 
 use crate::norm::{layer_norm, LayerNorm};
 

@@ -5,11 +5,16 @@
 //! of floating-point operations where that matters for 1e-4 parity (spec §11).
 
 pub mod attention;
+pub mod bf16_gemm;
+pub mod blas;
 pub mod block;
 pub mod context;
 pub mod ffn;
 pub mod geom_attention;
+pub mod geom_kernel;
 pub mod head;
+pub mod linear;
+pub mod mapped;
 pub mod norm;
 pub mod rotary;
 pub mod stack;
@@ -20,6 +25,8 @@ pub use context::{AttentionContext, GeometryContext};
 pub use ffn::{FeedForward, FfnKind};
 pub use geom_attention::GeometricAttention;
 pub use head::RegressionHead;
+pub use linear::{with_matmul_precision, Linear, MatmulPrecision};
+pub use mapped::{with_mapped_weights, MappedWeights};
 pub use stack::{StackOutput, TransformerStack};
 
 /// Every LayerNorm in the ESM family uses PyTorch's default epsilon.

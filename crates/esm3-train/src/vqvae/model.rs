@@ -37,11 +37,12 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use esm3_models::config::{StructureDecoderConfig, StructureEncoderConfig};
 use esm3_models::structure_decoder::{tokens, StructureTokenDecoder};
 use esm3_models::structure_encoder::{StructureEncoderInput, StructureTokenEncoder};
 use esm3_models::HostArray;
+use esm3_nn::linear::{linear, Linear};
 use esm3_nn::RegressionHead;
 use esm3_protein::metrics::{lddt, superposed_rmsd};
 use rand::Rng;

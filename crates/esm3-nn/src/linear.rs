@@ -1,0 +1,520 @@
+//! The Linear layer of every model here: candle's formula for training and other devices, the
+//! system BLAS for CPU inference, and bf16 weights multiplied on AVX512-BF16 when asked for.
+//!
+//! Why our own type instead of `candle_nn::Linear`: candle's CPU matmul has no bf16 kernel and
+//! is slower than OpenBLAS on the trunk's shapes; the layer decides per call which path applies,
+//! so a model is built once and runs on whatever the call allows.
+
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout,
+    Module, Result, Shape, Tensor,
+};
+use candle_nn::{Init, VarBuilder};
+
+use crate::bf16_gemm::{self, PackedBf16};
+use crate::blas;
+use crate::mapped::{self, MappedMatrix};
+
+/// Precision of the Linear weights held for inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// Weights in the VarBuilder's dtype (f32 for parity).
+    #[default]
+    Native,
+    /// Weights stored bf16, activations rounded to bf16 at each product, accumulation in f32.
+    /// Everything else (norms, embeddings, the residual stream, softmax) stays f32.
+    Bf16,
+}
+
+thread_local! {
+    static PRECISION: Cell<MatmulPrecision> = const { Cell::new(MatmulPrecision::Native) };
+}
+
+/// Builds with the given Linear weight precision: layers constructed inside `f` (on this thread)
+/// store their weights so. Scoped rather than a VarBuilder argument so that every model's
+/// constructor keeps its reference-shaped signature.
+pub fn with_matmul_precision<R>(p: MatmulPrecision, f: impl FnOnce() -> R) -> R {
+    let before = PRECISION.with(|c| c.replace(p));
+    let out = f();
+    PRECISION.with(|c| c.set(before));
+    out
+}
+
+/// Whether bf16 products can run here (AVX512-BF16); otherwise a bf16 request keeps f32 weights.
+pub fn bf16_available() -> bool {
+    bf16_gemm::available()
+}
+
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+}
+
+/// `[out, in]`, as in the checkpoint.
+#[derive(Clone, Debug)]
+enum Weight {
+    Owned(Tensor),
+    /// In the checkpoint's mapping (see [`crate::mapped`]); a tensor copy is made only if a
+    /// call needs candle's path (training, another device, non-f32 activations).
+    Mapped {
+        values: MappedMatrix,
+        out_in: (usize, usize),
+        copy: OnceLock<Tensor>,
+    },
+    /// Rounded to bf16 and packed for the AVX512-BF16 kernel ([`MatmulPrecision::Bf16`]); the
+    /// rounded values are unpacked to a tensor only if a call needs candle's path.
+    Packed {
+        packed: Arc<PackedBf16>,
+        copy: OnceLock<Tensor>,
+    },
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: Weight::Owned(weight),
+            bias,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        match &self.weight {
+            Weight::Owned(t) => t,
+            Weight::Mapped {
+                values,
+                out_in,
+                copy,
+            } => copy.get_or_init(|| {
+                Tensor::from_slice(values.values(), *out_in, &Device::Cpu)
+                    .expect("a mapped weight's length equals its checked shape")
+            }),
+            Weight::Packed { packed, copy } => copy.get_or_init(|| {
+                Tensor::from_vec(packed.unpack(), packed.dims(), &Device::Cpu)
+                    .expect("an unpacked weight's length equals its shape")
+            }),
+        }
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// candle's formula (as `candle_nn::Linear`), differentiable, any device.
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
+        let weight = self.weight();
+        let w = if weight.dtype() != x.dtype() {
+            weight.to_dtype(x.dtype())?
+        } else {
+            weight.clone()
+        };
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        let y = if x.is_contiguous() && dims.len() > 2 {
+            let rows = x.elem_count() / k.max(1);
+            let mut out = dims.clone();
+            *out.last_mut().unwrap() = w.dim(0)?;
+            x.reshape((rows, k))?.matmul(&w.t()?)?.reshape(out)?
+        } else if dims.len() > 2 {
+            let batch = &dims[..dims.len() - 2];
+            x.matmul(&w.broadcast_left(batch)?.t()?)?
+        } else {
+            x.matmul(&w.t()?)?
+        };
+        match &self.bias {
+            None => Ok(y),
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
+        }
+    }
+
+    /// The kernel for this call, when it is CPU inference on f32 activations; else candle's.
+    fn fast_kernel(&self, x: &Tensor) -> Option<Kernel<'_>> {
+        let bias_ok = self
+            .bias
+            .as_ref()
+            .is_none_or(|b| !b.track_op() && b.dtype() == DType::F32 && b.device().is_cpu());
+        let x_ok = !x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 1;
+        if !(bias_ok && x_ok) {
+            return None;
+        }
+        match &self.weight {
+            Weight::Packed { packed, .. } => Some(Kernel::Bf16(packed)),
+            Weight::Mapped { values, out_in, .. } => {
+                Some(Kernel::Blas(blas::get()?, values.values(), *out_in))
+            }
+            Weight::Owned(w) => {
+                let usable = !w.track_op() && w.device().is_cpu() && w.dtype() == DType::F32;
+                usable.then_some(Kernel::BlasTensor(blas::get()?))
+            }
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(kernel) = self.fast_kernel(x) else {
+            return self.forward_candle(x);
+        };
+        let x = x.contiguous()?;
+        match (kernel, &self.weight) {
+            (Kernel::BlasTensor(blas), Weight::Owned(w)) => {
+                let op = TensorWeightOp { blas };
+                match &self.bias {
+                    Some(b) => x.apply_op3_no_bwd(w, b, &op),
+                    None => x.apply_op2_no_bwd(w, &op),
+                }
+            }
+            (kernel, _) => match &self.bias {
+                Some(b) => x.apply_op2_no_bwd(b, &kernel),
+                None => x.apply_op1_no_bwd(&kernel),
+            },
+        }
+    }
+}
+
+/// How one product runs outside candle.
+#[derive(Clone, Copy)]
+enum Kernel<'a> {
+    /// BLAS sgemm on a weight held outside candle (mapped), `[out, in]`.
+    Blas(&'static blas::Blas, &'a [f32], (usize, usize)),
+    /// BLAS sgemm on a candle tensor weight (an op operand, see [`TensorWeightOp`]).
+    BlasTensor(&'static blas::Blas),
+    /// The AVX512-BF16 kernel on a packed weight.
+    Bf16(&'a PackedBf16),
+}
+
+fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => Err(candle_core::Error::Msg(format!(
+            "blas linear: {what} not contiguous"
+        ))),
+    }
+}
+
+/// `x @ w.T + bias` for a weight of shape `out_in`, by `kernel`.
+fn fast_linear(
+    kernel: Kernel<'_>,
+    weight: Option<&[f32]>,
+    x: &CpuStorage,
+    lx: &Layout,
+    (n, k): (usize, usize),
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let xd = lx.shape().dims();
+    if xd.last() != Some(&k) {
+        return Err(candle_core::Error::Msg(format!(
+            "linear: input's last dimension is {:?}, weight expects {k}",
+            xd.last()
+        )));
+    }
+    let m = lx.shape().elem_count() / k.max(1);
+    let mut out_dims = xd.to_vec();
+    *out_dims.last_mut().unwrap() = n;
+    let mut c = vec![0f32; m * n];
+    let beta = match bias {
+        Some((CpuStorage::F32(b), lb)) => {
+            let b = contiguous(b, lb, "bias")?;
+            for row in c.chunks_exact_mut(n) {
+                row.copy_from_slice(b);
+            }
+            1.0
+        }
+        Some(_) => return Err(candle_core::Error::Msg("linear: bias must be f32".into())),
+        None => 0.0,
+    };
+    let CpuStorage::F32(xv) = x else {
+        return Err(candle_core::Error::Msg("linear: input must be f32".into()));
+    };
+    let a = contiguous(xv, lx, "input")?;
+    if m > 0 && n > 0 {
+        match (kernel, weight) {
+            (Kernel::Bf16(p), _) => p.matmul_nt(a, m, &mut c),
+            (Kernel::Blas(blas, w, _), _) | (Kernel::BlasTensor(blas), Some(w)) => {
+                blas.sgemm_nt(m, n, k, a, w, beta, &mut c)
+            }
+            (Kernel::BlasTensor(_), None) => {
+                return Err(candle_core::Error::Msg("linear: no weight given".into()))
+            }
+        }
+    }
+    Ok((CpuStorage::F32(c), Shape::from(out_dims)))
+}
+
+impl Kernel<'_> {
+    fn out_in(&self) -> (usize, usize) {
+        match self {
+            Kernel::Blas(_, _, d) => *d,
+            Kernel::Bf16(p) => p.dims(),
+            Kernel::BlasTensor(_) => (0, 0),
+        }
+    }
+}
+
+impl CustomOp1 for Kernel<'_> {
+    fn name(&self) -> &'static str {
+        "fast-linear"
+    }
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout) -> Result<(CpuStorage, Shape)> {
+        fast_linear(*self, None, x, lx, self.out_in(), None)
+    }
+}
+
+impl CustomOp2 for Kernel<'_> {
+    fn name(&self) -> &'static str {
+        "fast-linear-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fast_linear(*self, None, x, lx, self.out_in(), Some((b, lb)))
+    }
+}
+
+/// The weight is a candle tensor: the op's second operand.
+struct TensorWeightOp {
+    blas: &'static blas::Blas,
+}
+
+impl TensorWeightOp {
+    fn run(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out_in = lw.shape().dims2()?;
+        let CpuStorage::F32(wv) = w else {
+            return Err(candle_core::Error::Msg(format!(
+                "linear: weight dtype {:?} has no BLAS path",
+                w.dtype()
+            )));
+        };
+        let w = contiguous(wv, lw, "weight")?;
+        fast_linear(Kernel::BlasTensor(self.blas), Some(w), x, lx, out_in, bias)
+    }
+}
+
+impl CustomOp2 for TensorWeightOp {
+    fn name(&self) -> &'static str {
+        "blas-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run(x, lx, w, lw, None)
+    }
+}
+
+impl CustomOp3 for TensorWeightOp {
+    fn name(&self) -> &'static str {
+        "blas-linear-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run(x, lx, w, lw, Some((b, lb)))
+    }
+}
+
+/// Loads `weight` `[out, in]` (and `bias` `[out]`) at `vb`, the weight in the precision set by
+/// [`with_matmul_precision`] when the VarBuilder's dtype is f32.
+pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let weight = weight(in_dim, out_dim, &vb)?;
+    // candle_nn's initialisation hints, so that a fresh VarMap (training) starts where
+    // `candle_nn::linear` would: Kaiming-normal weights, U(±1/√in) biases.
+    let bound = 1. / (in_dim as f64).sqrt();
+    let bias = if bias {
+        Some(vb.get_with_hints(
+            out_dim,
+            "bias",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(Linear { weight, bias })
+}
+
+/// The weight at `vb`, held as [`linear_b`] describes.
+fn weight(in_dim: usize, out_dim: usize, vb: &VarBuilder) -> Result<Weight> {
+    let precision = PRECISION.with(|c| c.get());
+    let name = format!("{}.weight", vb.prefix());
+    let f32_cpu = vb.dtype() == DType::F32 && vb.device().is_cpu();
+    let fetch = || {
+        vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )
+    };
+    if precision == MatmulPrecision::Bf16 && f32_cpu && bf16_available() {
+        // Packed straight from the mapping when there is one, so the f32 copy never exists.
+        let packed = match mapped::lookup(&name, &[out_dim, in_dim]) {
+            Some(m) => {
+                let packed = PackedBf16::pack(m.values(), out_dim, in_dim);
+                m.release(&name);
+                packed
+            }
+            None => PackedBf16::pack(&fetch()?.flatten_all()?.to_vec1::<f32>()?, out_dim, in_dim),
+        };
+        return Ok(Weight::Packed {
+            packed: Arc::new(packed),
+            copy: OnceLock::new(),
+        });
+    }
+    // In place from a mapped checkpoint only where the BLAS path will read it: without a BLAS
+    // every product goes through candle, which needs its own copy anyway.
+    if f32_cpu && blas::get().is_some() {
+        if let Some(values) = mapped::lookup(&name, &[out_dim, in_dim]) {
+            return Ok(Weight::Mapped {
+                values,
+                out_in: (out_dim, in_dim),
+                copy: OnceLock::new(),
+            });
+        }
+    }
+    Ok(Weight::Owned(fetch()?))
+}
+
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_b(in_dim, out_dim, true, vb)
+}
+
+pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_b(in_dim, out_dim, false, vb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use proptest::prelude::*;
+
+    /// Uniform values in [-1, 1) from a seed (candle's CPU device cannot be seeded).
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The BLAS path against candle's matmul on random shapes with odd sizes and tails.
+        #[test]
+        fn blas_path_matches_candle(rows in 1usize..70, batch in 1usize..3, k in 1usize..150,
+                                    n in 1usize..90, with_bias: bool, seed in 0u64..1000) {
+            let x = rand(&[batch, rows, k], seed);
+            let w = rand(&[n, k], seed + 1);
+            let b = with_bias.then(|| rand(&[n], seed + 2));
+            let lin = Linear::new(w, b);
+            let plain = lin.forward_candle(&x).unwrap();
+            let fast = lin.forward(&x).unwrap();
+            prop_assert_eq!(plain.dims(), fast.dims());
+            // Sums of k products of values in [-1, 1]: rounding grows like sqrt(k)·eps·|terms|.
+            let tol = 1e-5 * (k as f32).sqrt() * 8.0;
+            prop_assert!(max_abs(&plain, &fast) <= tol, "diff {}", max_abs(&plain, &fast));
+        }
+
+        /// A layer built with bf16 precision equals candle's product of the bf16-rounded
+        /// operands (the accumulation is f32; only the summation order differs).
+        #[test]
+        fn bf16_layer_is_an_f32_product_of_rounded_operands(rows in 1usize..40, k in 1usize..130,
+                                                           n in 1usize..70, seed in 0u64..1000) {
+            if !bf16_available() {
+                eprintln!("skipping: no AVX512-BF16 on this CPU");
+                return Ok(());
+            }
+            let x = rand(&[1, rows, k], seed);
+            let w = rand(&[n, k], seed + 1);
+            let b = rand(&[n], seed + 2);
+            let tensors = [("l.weight".to_string(), w.clone()), ("l.bias".to_string(), b.clone())];
+            let vb = VarBuilder::from_tensors(tensors.into(), DType::F32, &Device::Cpu);
+            let lin = with_matmul_precision(MatmulPrecision::Bf16, || linear(k, n, vb.pp("l")))
+                .unwrap();
+            let packed = matches!(lin.weight, Weight::Packed { .. });
+            prop_assert!(packed, "bf16 precision did not pack the weight");
+            let fast = lin.forward(&x).unwrap();
+            let round = |t: &Tensor| t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+            let expect = Linear::new(round(&w), Some(b)).forward_candle(&round(&x)).unwrap();
+            let tol = 1e-5 * (k as f32).sqrt() * 8.0;
+            prop_assert!(max_abs(&expect, &fast) <= tol, "diff {}", max_abs(&expect, &fast));
+            // candle's path (used when training or on another device) sees the same weights.
+            let plain = lin.forward_candle(&round(&x)).unwrap();
+            prop_assert!(max_abs(&expect, &plain) <= tol);
+        }
+    }
+
+    #[test]
+    fn fresh_variables_start_from_candles_initialisation() {
+        // A zero start (VarBuilder's default hint) would stop every gradient behind the layer.
+        let map = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let lin = linear(64, 32, vb.pp("l")).unwrap();
+        let w = lin
+            .weight()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = lin.bias().unwrap().to_vec1::<f32>().unwrap();
+        let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+        // Kaiming normal for fan-in 64: std √(2/64) ≈ 0.18 (tanh-free gain as in candle_nn).
+        assert!(std > 0.05 && std < 0.5, "weight std {std}");
+        assert!(b.iter().all(|v| v.abs() <= 1.0 / 8.0) && b.iter().any(|&v| v != 0.0));
+        assert!(lin.weight().is_variable());
+    }
+
+    #[test]
+    fn zero_rows_and_rank_two_inputs_work() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
+        let lin = Linear::new(w, None);
+        let x = Tensor::zeros((0, 3), DType::F32, &dev).unwrap();
+        assert_eq!(lin.forward(&x).unwrap().dims(), &[0, 5]);
+        let x = Tensor::randn(0f32, 1.0, (4, 3), &dev).unwrap();
+        let d = max_abs(&lin.forward(&x).unwrap(), &lin.forward_candle(&x).unwrap());
+        assert!(d < 1e-5);
+    }
+}
