@@ -18,6 +18,8 @@ pub mod mapped;
 pub mod norm;
 pub mod rotary;
 pub mod stack;
+#[cfg(test)]
+mod test_values;
 
 pub use attention::MultiHeadAttention;
 pub use block::{BlockConfig, UnifiedTransformerBlock};
