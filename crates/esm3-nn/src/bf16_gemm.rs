@@ -17,6 +17,8 @@
 
 use rayon::prelude::*;
 
+use crate::disjoint::SendPtr;
+
 /// Output columns per packed panel: two 16-lane registers.
 pub const NR: usize = 32;
 /// Rows of the activation per micro-kernel call.
@@ -46,6 +48,14 @@ pub fn available() -> bool {
 #[inline]
 fn bf16(v: f32) -> u32 {
     half::bf16::from_f32(v).to_bits() as u32
+}
+
+/// One k-pair (the second value absent at an odd k's end) as the 32-bit lane the kernels take:
+/// first value in the low half.
+#[inline]
+fn pair_bits(pair: &[f32]) -> u32 {
+    let hi = pair.get(1).map_or(0, |&v| bf16(v));
+    bf16(pair[0]) | (hi << 16)
 }
 
 /// A weight `[n, k]` rounded to bf16 and packed for [`PackedBf16::matmul_nt`].
@@ -78,8 +88,7 @@ impl PackedBf16 {
                     for c in 0..NR.min(n - p * NR) {
                         let row = &w[(p * NR + c) * k..][..k];
                         for (j, pair) in row.chunks(2).enumerate() {
-                            let hi = pair.get(1).map_or(0, |&v| bf16(v));
-                            panel[j * NR + c] = bf16(pair[0]) | (hi << 16);
+                            panel[j * NR + c] = pair_bits(pair);
                         }
                     }
                 });
@@ -129,8 +138,7 @@ impl PackedBf16 {
             .zip(a.par_chunks(k))
             .for_each(|(dst, row)| {
                 for (d, pair) in dst.iter_mut().zip(row.chunks(2)) {
-                    let hi = pair.get(1).map_or(0, |&v| bf16(v));
-                    *d = bf16(pair[0]) | (hi << 16);
+                    *d = pair_bits(pair);
                 }
             });
         let c_ptr = SendPtr(c.as_mut_ptr());
@@ -313,11 +321,6 @@ pub fn kernel_name() -> &'static str {
         "AVX512-BF16 vdpbf16ps"
     }
 }
-
-struct SendPtr(*mut f32);
-// SAFETY: shared by the panel tasks of one product, each writing only its own columns.
-unsafe impl Sync for SendPtr {}
-unsafe impl Send for SendPtr {}
 
 /// Dispatches a row block of 1..=MR rows to the kernel compiled for that height.
 ///

@@ -9,6 +9,7 @@ pub mod bf16_gemm;
 pub mod blas;
 pub mod block;
 pub mod context;
+mod disjoint;
 pub mod ffn;
 pub mod geom_attention;
 pub mod geom_kernel;

@@ -130,60 +130,68 @@ impl Linear {
         }
     }
 
-    /// The kernel for this call, when it is CPU inference on f32 activations; else candle's.
-    fn fast_kernel(&self, x: &Tensor) -> Option<Kernel<'_>> {
+    /// Whether this call is CPU inference on f32 activations, which the fast kernels take.
+    fn fast_path_applies(&self, x: &Tensor) -> bool {
         let bias_ok = self
             .bias
             .as_ref()
             .is_none_or(|b| !b.track_op() && b.dtype() == DType::F32 && b.device().is_cpu());
         let x_ok = !x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 1;
-        if !(bias_ok && x_ok) {
-            return None;
-        }
-        match &self.weight {
-            Weight::Packed { packed, .. } => Some(Kernel::Bf16(packed)),
-            Weight::Mapped { values, out_in, .. } => {
-                Some(Kernel::Blas(blas::get()?, values.values(), *out_in))
-            }
-            Weight::Owned(w) => {
-                let usable = !w.track_op() && w.device().is_cpu() && w.dtype() == DType::F32;
-                usable.then_some(Kernel::BlasTensor(blas::get()?))
-            }
-        }
+        bias_ok && x_ok
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(kernel) = self.fast_kernel(x) else {
+        if !self.fast_path_applies(x) {
             return self.forward_candle(x);
-        };
-        let x = x.contiguous()?;
-        match (kernel, &self.weight) {
-            (Kernel::BlasTensor(blas), Weight::Owned(w)) => {
-                let op = TensorWeightOp { blas };
-                match &self.bias {
-                    Some(b) => x.apply_op3_no_bwd(w, b, &op),
-                    None => x.apply_op2_no_bwd(w, &op),
+        }
+        let op = match &self.weight {
+            Weight::Packed { packed, .. } => Product::Bf16(packed),
+            Weight::Mapped { values, out_in, .. } => match blas::get() {
+                Some(blas) => Product::Sgemm(blas, values.values(), *out_in),
+                None => return self.forward_candle(x),
+            },
+            Weight::Owned(w) => {
+                let usable = !w.track_op() && w.device().is_cpu() && w.dtype() == DType::F32;
+                match blas::get() {
+                    // The tensor's values are reachable only inside an op it is an operand of.
+                    Some(blas) if usable => {
+                        let op = TensorWeightOp { blas };
+                        let x = x.contiguous()?;
+                        return match &self.bias {
+                            Some(b) => x.apply_op3_no_bwd(w, b, &op),
+                            None => x.apply_op2_no_bwd(w, &op),
+                        };
+                    }
+                    _ => return self.forward_candle(x),
                 }
             }
-            (kernel, _) => match &self.bias {
-                Some(b) => x.apply_op2_no_bwd(b, &kernel),
-                None => x.apply_op1_no_bwd(&kernel),
-            },
+        };
+        let x = x.contiguous()?;
+        match &self.bias {
+            Some(b) => x.apply_op2_no_bwd(b, &op),
+            None => x.apply_op1_no_bwd(&op),
         }
     }
 }
 
-/// How one product runs outside candle.
+/// One product outside candle, its weight resolved.
 #[derive(Clone, Copy)]
-enum Kernel<'a> {
-    /// BLAS sgemm on a weight held outside candle (mapped), `[out, in]`.
-    Blas(&'static blas::Blas, &'a [f32], (usize, usize)),
-    /// BLAS sgemm on a candle tensor weight (an op operand, see [`TensorWeightOp`]).
-    BlasTensor(&'static blas::Blas),
-    /// The AVX512-BF16 kernel on a packed weight.
+enum Product<'a> {
+    /// BLAS sgemm on f32 weights `[out, in]`.
+    Sgemm(&'static blas::Blas, &'a [f32], (usize, usize)),
+    /// The bf16 kernel on a packed weight.
     Bf16(&'a PackedBf16),
+}
+
+impl Product<'_> {
+    fn out_in(&self) -> (usize, usize) {
+        match self {
+            Product::Sgemm(_, _, d) => *d,
+            Product::Bf16(p) => p.dims(),
+        }
+    }
 }
 
 fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
@@ -195,15 +203,14 @@ fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     }
 }
 
-/// `x @ w.T + bias` for a weight of shape `out_in`, by `kernel`.
+/// `x @ w.T + bias` by `product`.
 fn fast_linear(
-    kernel: Kernel<'_>,
-    weight: Option<&[f32]>,
+    product: Product<'_>,
     x: &CpuStorage,
     lx: &Layout,
-    (n, k): (usize, usize),
     bias: Option<(&CpuStorage, &Layout)>,
 ) -> Result<(CpuStorage, Shape)> {
+    let (n, k) = product.out_in();
     let xd = lx.shape().dims();
     if xd.last() != Some(&k) {
         return Err(candle_core::Error::Msg(format!(
@@ -231,39 +238,24 @@ fn fast_linear(
     };
     let a = contiguous(xv, lx, "input")?;
     if m > 0 && n > 0 {
-        match (kernel, weight) {
-            (Kernel::Bf16(p), _) => p.matmul_nt(a, m, &mut c),
-            (Kernel::Blas(blas, w, _), _) | (Kernel::BlasTensor(blas), Some(w)) => {
-                blas.sgemm_nt(m, n, k, a, w, beta, &mut c)
-            }
-            (Kernel::BlasTensor(_), None) => {
-                return Err(candle_core::Error::Msg("linear: no weight given".into()))
-            }
+        match product {
+            Product::Bf16(p) => p.matmul_nt(a, m, &mut c),
+            Product::Sgemm(blas, w, _) => blas.sgemm_nt(m, n, k, a, w, beta, &mut c),
         }
     }
     Ok((CpuStorage::F32(c), Shape::from(out_dims)))
 }
 
-impl Kernel<'_> {
-    fn out_in(&self) -> (usize, usize) {
-        match self {
-            Kernel::Blas(_, _, d) => *d,
-            Kernel::Bf16(p) => p.dims(),
-            Kernel::BlasTensor(_) => (0, 0),
-        }
-    }
-}
-
-impl CustomOp1 for Kernel<'_> {
+impl CustomOp1 for Product<'_> {
     fn name(&self) -> &'static str {
         "fast-linear"
     }
     fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout) -> Result<(CpuStorage, Shape)> {
-        fast_linear(*self, None, x, lx, self.out_in(), None)
+        fast_linear(*self, x, lx, None)
     }
 }
 
-impl CustomOp2 for Kernel<'_> {
+impl CustomOp2 for Product<'_> {
     fn name(&self) -> &'static str {
         "fast-linear-bias"
     }
@@ -274,7 +266,7 @@ impl CustomOp2 for Kernel<'_> {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fast_linear(*self, None, x, lx, self.out_in(), Some((b, lb)))
+        fast_linear(*self, x, lx, Some((b, lb)))
     }
 }
 
@@ -300,7 +292,7 @@ impl TensorWeightOp {
             )));
         };
         let w = contiguous(wv, lw, "weight")?;
-        fast_linear(Kernel::BlasTensor(self.blas), Some(w), x, lx, out_in, bias)
+        fast_linear(Product::Sgemm(self.blas, w, out_in), x, lx, bias)
     }
 }
 

@@ -39,20 +39,26 @@ pub fn with_mapped_weights<R>(source: Arc<dyn MappedWeights>, f: impl FnOnce() -
 /// A read-only f32 matrix inside a mapping that it keeps alive.
 #[derive(Clone)]
 pub(crate) struct MappedMatrix {
-    _owner: Arc<dyn MappedWeights>,
+    owner: Arc<dyn MappedWeights>,
     ptr: *const f32,
     len: usize,
 }
 
-// SAFETY: the values are never written (a read-only mapping) and `_owner` keeps them alive and
+// SAFETY: the values are never written (a read-only mapping) and `owner` keeps them alive and
 // in place for as long as any clone of this matrix exists.
 unsafe impl Send for MappedMatrix {}
 unsafe impl Sync for MappedMatrix {}
 
 impl MappedMatrix {
     pub(crate) fn values(&self) -> &[f32] {
-        // SAFETY: see the Send/Sync note; ptr/len came from a live `&[f32]` of `_owner`.
+        // SAFETY: see the Send/Sync note; ptr/len came from a live `&[f32]` of `owner`.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Gives the pages back to the source once this matrix has been copied (see
+    /// [`MappedWeights::release`]).
+    pub(crate) fn release(self, name: &str) {
+        self.owner.release(name);
     }
 }
 
@@ -62,25 +68,13 @@ impl std::fmt::Debug for MappedMatrix {
     }
 }
 
-impl MappedMatrix {
-    /// Gives the pages back to the source once this matrix has been copied (see
-    /// [`MappedWeights::release`]).
-    pub(crate) fn release(self, name: &str) {
-        self._owner.release(name);
-    }
-}
-
 /// The tensor `name` of the current source, if there is one holding it as f32 `shape`.
 pub(crate) fn lookup(name: &str, shape: &[usize]) -> Option<MappedMatrix> {
     SOURCE.with(|s| {
         let owner = s.borrow().clone()?;
         let values = owner.f32_values(name, shape)?;
         let (ptr, len) = (values.as_ptr(), values.len());
-        Some(MappedMatrix {
-            _owner: owner,
-            ptr,
-            len,
-        })
+        Some(MappedMatrix { owner, ptr, len })
     })
 }
 
