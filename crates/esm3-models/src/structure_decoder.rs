@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{embedding, Embedding, VarBuilder};
+use esm3_nn::fused::gelu_erf;
 use esm3_nn::linear::{linear, linear_no_bias, Linear};
 use esm3_nn::norm::{layer_norm, softmax_last_dim, LayerNorm};
 use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
@@ -279,7 +280,7 @@ impl StructureTokenDecoder {
         let (b, l, _) = x.dims3()?;
         let h = self
             .bb_norm
-            .forward(&self.bb_ffn1.forward(x)?.gelu_erf()?)?;
+            .forward(&gelu_erf(&self.bb_ffn1.forward(x)?)?)?;
         let p = self.bb_proj.forward(&h)?.to_dtype(DType::F32)?;
         let p = p.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         let mut out = Vec::with_capacity(b * l * 9);
@@ -442,7 +443,7 @@ impl StructureTokenDecoder {
     pub fn affine_projection(&self, x: &Tensor) -> Result<Tensor> {
         let h = self
             .bb_norm
-            .forward(&self.bb_ffn1.forward(x)?.gelu_erf()?)?;
+            .forward(&gelu_erf(&self.bb_ffn1.forward(x)?)?)?;
         Ok(self.bb_proj.forward(&h)?.to_dtype(DType::F32)?)
     }
 
@@ -462,11 +463,12 @@ impl StructureTokenDecoder {
         let qd = q.broadcast_matmul(&w_diff)?.unsqueeze(1)?; // [B, 1, L, 128]
         let kd = k.broadcast_matmul(&w_diff)?.unsqueeze(2)?; // [B, L, 1, 128]
         let prod = q.unsqueeze(1)?.broadcast_mul(&k.unsqueeze(2)?)?; // [B, L, L, 64]
-        let h = prod
-            .broadcast_matmul(&w_prod)?
-            .broadcast_add(&qd)?
-            .broadcast_sub(&kd)?
-            .gelu_erf()?;
+        let h = gelu_erf(
+            &prod
+                .broadcast_matmul(&w_prod)?
+                .broadcast_add(&qd)?
+                .broadcast_sub(&kd)?,
+        )?;
         Ok(self
             .pair_out
             .forward(&self.pair_norm.forward(&h)?)?

@@ -71,7 +71,7 @@ impl FeedForward {
                 let g = h.narrow(D::Minus1, half, half)?;
                 (candle_nn::ops::silu(&a)? * g)?
             }
-            FfnKind::Gelu => h.gelu_erf()?,
+            FfnKind::Gelu => crate::fused::gelu_erf(&h)?,
         };
         self.down.forward(&h)
     }

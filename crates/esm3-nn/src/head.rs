@@ -46,7 +46,7 @@ impl RegressionHead {
 
 impl Module for RegressionHead {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.dense.forward(x)?.gelu_erf()?;
+        let h = crate::fused::gelu_erf(&self.dense.forward(x)?)?;
         self.output.forward(&self.norm.forward(&h)?)
     }
 }

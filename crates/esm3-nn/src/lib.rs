@@ -11,6 +11,7 @@ pub mod block;
 pub mod context;
 mod disjoint;
 pub mod ffn;
+pub mod fused;
 pub mod geom_attention;
 pub mod geom_kernel;
 pub mod head;

@@ -8,7 +8,8 @@ use crate::LAYER_NORM_EPS;
 /// A LayerNorm over the last dimension.
 ///
 /// Inference takes candle's fused kernel; that kernel has no backward pass, so when the input or
-/// the weights track gradients (training) the same formula is composed from differentiable ops.
+/// the weights track gradients (training) f32 CPU tensors take [`crate::fused::layer_norm`] and
+/// anything else the same formula composed from differentiable ops.
 /// Without a learned bias we still hold a zero bias: the fused kernel needs one, and adding zero
 /// changes no bit of the result.
 #[derive(Clone, Debug)]
@@ -51,6 +52,8 @@ impl Module for LayerNorm {
         let tracking = x.track_op() || self.weight.track_op() || self.bias.track_op();
         if !tracking && x.is_contiguous() {
             candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32)
+        } else if let Some(y) = crate::fused::layer_norm(x, &self.weight, &self.bias, self.eps)? {
+            Ok(y)
         } else {
             self.forward_differentiable(x)
         }

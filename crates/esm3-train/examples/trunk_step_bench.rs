@@ -1,5 +1,6 @@
 //! Seconds per training step of the trunk objective at a given size, on synthetic helices:
-//! `cargo run --release -p esm3-train --example trunk_step_bench -- D_MODEL N_LAYERS BATCH LEN`.
+//! `cargo run --release -p esm3-train --example trunk_step_bench -- D_MODEL N_LAYERS BATCH LEN [STEPS]`
+//! (4 steps unless STEPS is given).
 
 use std::time::Instant;
 
@@ -13,11 +14,14 @@ use esm3_train::trunk::{batch_loss, zero_rows};
 use rand::SeedableRng;
 
 fn main() {
+    // As `esm3 train` does (runner::train), so the bench times the same heap policy.
+    esm3_train::heap::retain_freed_memory();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().unwrap())
         .collect();
     let (d, layers, batch, len) = (args[0], args[1], args[2], args[3]);
+    let steps = args.get(4).copied().unwrap_or(4);
     let cfg = Esm3Config {
         d_model: d,
         n_heads: d / 64,
@@ -56,7 +60,7 @@ fn main() {
         crop_length: len + 2,
         ..Default::default()
     };
-    for step in 0..4 {
+    for step in 0..steps {
         let t0 = Instant::now();
         let samples: Vec<_> = proteins
             .iter()

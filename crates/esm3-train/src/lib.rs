@@ -10,6 +10,7 @@ pub mod card;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod heap;
 pub mod metrics;
 pub mod noise;
 pub mod optim;

@@ -97,6 +97,7 @@ pub fn train<O: Objective>(
     resume: bool,
     show_progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    crate::heap::retain_freed_memory();
     std::fs::create_dir_all(out)?;
     let mut start = 0;
     if resume {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::Result;
 use esm3_models::config::{Esm3Config, ModelConfig};
@@ -191,9 +191,14 @@ pub fn masked_cross_entropy(
     let labels: Vec<u32> = keep.iter().map(|&i| tgt[i as usize] as u32).collect();
     let n = labels.len();
     let labels = Tensor::from_vec(labels, (n, 1), dev)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = log_probs.gather(&labels, 1)?;
-    let loss = (picked.sum_all()?.neg()? / n as f64)?;
+    let every = Tensor::ones(n, DType::F32, dev)?;
+    let loss = match esm3_nn::fused::masked_cross_entropy(&logits, &labels.squeeze(1)?, &every)? {
+        Some(loss) => loss,
+        None => {
+            let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            (log_probs.gather(&labels, 1)?.sum_all()?.neg()? / n as f64)?
+        }
+    };
     let predicted = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
     let truth = labels.squeeze(1)?.to_vec1::<u32>()?;
     let correct = predicted.iter().zip(&truth).filter(|(a, b)| a == b).count();

@@ -426,8 +426,12 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Cross-entropy of `logits` `[..., C]` against `labels` `[...]` (u32), mean over `mask`
-/// `[...]` (1/0).
+/// `[...]` (1/0). f32 CPU logits take the fused kernel ([`esm3_nn::fused::masked_cross_entropy`]),
+/// other devices and dtypes the composed formula below.
 pub fn masked_cross_entropy(logits: &Tensor, labels: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if let Some(loss) = esm3_nn::fused::masked_cross_entropy(logits, labels, mask)? {
+        return Ok(loss);
+    }
     let logp = log_softmax(logits)?;
     let labels = labels
         .to_dtype(DType::U32)?
