@@ -54,22 +54,44 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "bench-out"
-MODEL_DIR = OUT_DIR / "esm3_sm_size"
-RUN_DIR = OUT_DIR / "forward_bench"
+BENCH_DIR = OUT_DIR / "forward_bench"
 TABLE_MD = OUT_DIR / "forward_bench.md"
 
-CONFIG = {"model_type": "esm3", "d_model": 1536, "n_heads": 24, "v_heads": 256, "n_layers": 48}
-MODEL_SEED = 3141
+# The published sizes (spec: esm3-reference.md, model table): esm3-sm-open-v1, ESM C 300M / 600M.
+# `dir`: cached random-weight model under bench-out/; `run`: per-L inputs, logs and timings.
+MODELS = {
+    "esm3": {
+        "label": "ESM3 esm3-sm-open-v1 size (d_model 1536, 24 heads, 256 geometric heads, 48 layers)",
+        "config": {"model_type": "esm3", "d_model": 1536, "n_heads": 24, "v_heads": 256, "n_layers": 48},
+        "seed": 3141,
+        "dir": OUT_DIR / "esm3_sm_size",
+        "run": BENCH_DIR,
+    },
+    "esmc-300m": {
+        "label": "ESM C 300M size (d_model 960, 15 heads, 30 layers)",
+        "config": {"model_type": "esmc", "d_model": 960, "n_heads": 15, "n_layers": 30},
+        "seed": 3142,
+        "dir": OUT_DIR / "esmc_300m_size",
+        "run": BENCH_DIR / "esmc-300m",
+    },
+    "esmc-600m": {
+        "label": "ESM C 600M size (d_model 1152, 18 heads, 36 layers)",
+        "config": {"model_type": "esmc", "d_model": 1152, "n_heads": 18, "n_layers": 36},
+        "seed": 3143,
+        "dir": OUT_DIR / "esmc_600m_size",
+        "run": BENCH_DIR / "esmc-600m",
+    },
+}
 # Bump when the generated weights would change, so a stale cache is rebuilt.
 GEN_VERSION = 1
 PERTURBATION = (
     "LayerNorm weight 1+0.1*randn, LayerNorm/Linear bias 0.1*randn, Linear weight "
     "randn/sqrt(fan_in), Embedding/EmbeddingBag weight 0.5*randn (padding rows included), "
-    "geometric distance/rotation scales 0.5*randn"
+    "geometric distance/rotation scales 0.5*randn (ESM3)"
 )
 STRUCTURES = Path(os.environ.get("ESM3RS_STRUCTURES", "/work/shared/data/structures"))
 CHAIN = ("biopython/7DDO.pdb.gz", "A")  # 597 residues, numbered 19..615 without gaps
-OUTPUT_NAMES = [
+ESM3_OUTPUTS = [
     "sequence_logits",
     "structure_logits",
     "secondary_structure_logits",
@@ -78,6 +100,7 @@ OUTPUT_NAMES = [
     "residue_logits",
     "embeddings",
 ]
+ESMC_OUTPUTS = ["sequence_logits", "embeddings", "hidden_states"]
 SEQ_BOS, SEQ_EOS = 0, 2
 STRUCT_BOS, STRUCT_EOS = 4098, 4097
 DISTURBED = 0.10  # foreign CPU share above which a timing is flagged in the table
@@ -91,26 +114,41 @@ def log(*a) -> None:
 # Children (run as `forward_bench.py --child KIND ...`)
 
 
-def esm3_module(meta: bool):
+def output_names(model: str) -> list[str]:
+    return ESM3_OUTPUTS if MODELS[model]["config"]["model_type"] == "esm3" else ESMC_OUTPUTS
+
+
+def reference_module(model: str, meta: bool):
+    """The reference's ESM3 (no VQ-VAE/function decoders) or ESMC, on the meta device or CPU.
+    ESMC without flash attention: on a CPU the reference's own path is torch SDPA."""
     import torch
     from types import SimpleNamespace
 
-    from esm.models.esm3 import ESM3
+    cfg = MODELS[model]["config"]
+    if cfg["model_type"] == "esm3":
+        from esm.models.esm3 import ESM3
 
-    kw = dict(
-        d_model=CONFIG["d_model"],
-        n_heads=CONFIG["n_heads"],
-        v_heads=CONFIG["v_heads"],
-        n_layers=CONFIG["n_layers"],
-        structure_encoder_fn=None,
-        structure_decoder_fn=None,
-        function_decoder_fn=None,
-        tokenizers=SimpleNamespace(sequence=SimpleNamespace(mask_token_id=32)),
-    )
+        build = lambda: ESM3(
+            d_model=cfg["d_model"],
+            n_heads=cfg["n_heads"],
+            v_heads=cfg["v_heads"],
+            n_layers=cfg["n_layers"],
+            structure_encoder_fn=None,
+            structure_decoder_fn=None,
+            function_decoder_fn=None,
+            tokenizers=SimpleNamespace(sequence=SimpleNamespace(mask_token_id=32)),
+        )
+    else:
+        from esm.models.esmc import ESMC
+        from esm.tokenization import EsmSequenceTokenizer
+
+        tokenizer = EsmSequenceTokenizer()
+        build = lambda: ESMC(d_model=cfg["d_model"], n_heads=cfg["n_heads"], n_layers=cfg["n_layers"],
+                             tokenizer=tokenizer, use_flash_attn=False)
     if meta:
         with torch.device("meta"):
-            return ESM3(**kw)
-    return ESM3(**kw)
+            return build()
+    return build()
 
 
 def materialize_rotary(model) -> None:
@@ -148,11 +186,12 @@ def child_generate(args) -> None:
     from esm.layers.geom_attention import GeometricReasoningOriginalImpl
 
     torch.set_num_threads(args.threads)
+    spec = MODELS[args.model]
     t0 = time.perf_counter()
-    model = esm3_module(meta=True)
+    model = reference_module(args.model, meta=True)
     model.to_empty(device="cpu")
     materialize_rotary(model)
-    g = torch.Generator().manual_seed(MODEL_SEED)
+    g = torch.Generator().manual_seed(spec["seed"])
 
     def randn(p):
         return torch.randn(p.shape, generator=g, dtype=torch.float32)
@@ -192,11 +231,11 @@ def child_generate(args) -> None:
     t1 = time.perf_counter()
     write_safetensors(tmp, sd)
     os.replace(tmp, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(CONFIG) + "\n")
+    (out / "config.json").write_text(json.dumps(spec["config"]) + "\n")
     meta = {
         "gen_version": GEN_VERSION,
-        "seed": MODEL_SEED,
-        "config": CONFIG,
+        "seed": spec["seed"],
+        "config": spec["config"],
         "perturbation": PERTURBATION,
         "n_tensors": len(sd),
         "n_parameters": n_params,
@@ -217,13 +256,13 @@ def child_torch(args) -> None:
 
     t0 = time.perf_counter()
     if args.torch_load == "meta":
-        model = esm3_module(meta=True)
+        model = reference_module(args.model, meta=True)
         sd = safetensors.torch.load_file(str(Path(args.model_dir) / "model.safetensors"))
         model.load_state_dict(sd, strict=True, assign=True)
         del sd
         materialize_rotary(model)
     else:  # "esm": what esm.pretrained.ESM3_sm_open_v0 does (random init, then copy the state dict)
-        model = esm3_module(meta=False)
+        model = reference_module(args.model, meta=False)
         sd = safetensors.torch.load_file(str(Path(args.model_dir) / "model.safetensors"))
         model.load_state_dict(sd, strict=True)
         del sd
@@ -242,7 +281,7 @@ def child_torch(args) -> None:
             out = model(**inputs)
             times.append(time.perf_counter() - t)
         timed_to = time.time()
-    outputs = {k: getattr(out, k).detach().float().contiguous() for k in OUTPUT_NAMES}
+    outputs = {k: getattr(out, k).detach().float().contiguous() for k in output_names(args.model)}
     safetensors.torch.save_file(outputs, args.output)
     res = {
         "load_s": load_s,
@@ -365,34 +404,37 @@ def window_rss(child: dict, t0: float, t1: float) -> None:
     child["forward_rss_gib"] = max(inside) / 2**20 if inside else float("nan")
 
 
-def model_is_cached() -> bool:
-    gen = MODEL_DIR / "GENERATED.json"
-    st = MODEL_DIR / "model.safetensors"
-    if not (gen.is_file() and st.is_file() and (MODEL_DIR / "config.json").is_file()):
+def model_is_cached(model: str) -> bool:
+    spec = MODELS[model]
+    gen = spec["dir"] / "GENERATED.json"
+    st = spec["dir"] / "model.safetensors"
+    if not (gen.is_file() and st.is_file() and (spec["dir"] / "config.json").is_file()):
         return False
     meta = json.loads(gen.read_text())
     return (
         meta.get("gen_version") == GEN_VERSION
-        and meta.get("seed") == MODEL_SEED
-        and meta.get("config") == CONFIG
+        and meta.get("seed") == spec["seed"]
+        and meta.get("config") == spec["config"]
         and meta.get("bytes") == st.stat().st_size
     )
 
 
-def ensure_model(py: str, threads: int) -> dict:
-    if model_is_cached():
-        meta = json.loads((MODEL_DIR / "GENERATED.json").read_text())
-        log(f"model: reusing {MODEL_DIR} ({meta['n_parameters']:,} parameters, {meta['bytes'] / 1e9:.2f} GB)")
+def ensure_model(py: str, model: str, threads: int) -> dict:
+    model_dir = MODELS[model]["dir"]
+    if model_is_cached(model):
+        meta = json.loads((model_dir / "GENERATED.json").read_text())
+        log(f"model: reusing {model_dir} ({meta['n_parameters']:,} parameters, {meta['bytes'] / 1e9:.2f} GB)")
         return meta
     need = 6.0e9
     free = shutil.disk_usage(OUT_DIR).free
-    log(f"model: generating {MODEL_DIR} (needs ~5.6 GB; {free / 1e9:.1f} GB free on disk)")
+    log(f"model: generating {model_dir} ({free / 1e9:.1f} GB free on disk)")
     if free < need * 1.2:
         sys.exit(f"not enough disk space under {OUT_DIR}: {free / 1e9:.1f} GB free, need ~{need / 1e9:.1f} GB")
-    r = run_child([py, __file__, "--child", "generate", "--out", str(MODEL_DIR), "--threads", str(threads)])
+    r = run_child([py, __file__, "--child", "generate", "--model", model, "--out", str(model_dir),
+                   "--threads", str(threads)])
     if r["rc"] != 0:
         sys.exit(f"model generation failed (rc {r['rc']})")
-    meta = json.loads((MODEL_DIR / "GENERATED.json").read_text())
+    meta = json.loads((model_dir / "GENERATED.json").read_text())
     log(f"model: generated in {r['wall_s']:.0f} s (peak RSS {r['peak_rss_gib']:.1f} GiB), {meta['n_parameters']:,} parameters")
     return meta
 
@@ -429,13 +471,18 @@ def chain_backbone(n: int) -> tuple:
     return ideal_helix_backbone(n), "ideal alpha helix (fallback)"
 
 
-def make_inputs(L: int, path: Path) -> dict:
+def make_inputs(model: str, L: int, path: Path) -> dict:
     import numpy as np
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(1000 + L)
     n = L - 2
     seq = np.concatenate([[SEQ_BOS], rng.integers(4, 24, size=n), [SEQ_EOS]]).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if MODELS[model]["config"]["model_type"] == "esmc":
+        # Sequence only; without sequence_id both build the all-real mask from tokens != <pad>.
+        save_file({"sequence_tokens": np.ascontiguousarray(seq[None])}, str(path))
+        return {"coords": "none (sequence only)", "residues_missing_backbone": 0}
     structure = rng.integers(0, 4096, size=L).astype(np.int64)
     structure[0], structure[-1] = STRUCT_BOS, STRUCT_EOS
     ss8 = rng.integers(3, 11, size=L).astype(np.int64)
@@ -463,7 +510,6 @@ def make_inputs(L: int, path: Path) -> dict:
         "per_res_plddt": rng.random(L).astype(np.float32),
         "structure_coords": coords,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v[None]) for k, v in inputs.items()}, str(path))
     return {"coords": source, "residues_missing_backbone": frameless}
 
@@ -533,7 +579,7 @@ def orchestrate(args) -> None:
     t_start = time.perf_counter()
     py = sys.executable
     OUT_DIR.mkdir(exist_ok=True)
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
 
     src_bin = Path(args.esm3).resolve()
     if args.build:
@@ -542,7 +588,7 @@ def orchestrate(args) -> None:
     if not src_bin.is_file():
         sys.exit(f"{src_bin} not found: run `cargo build --release` first (or pass --build / --esm3 PATH)")
     # Snapshot the binary so a concurrent `cargo build` cannot swap it in the middle of the run.
-    bin_path = RUN_DIR / "esm3"
+    bin_path = BENCH_DIR / "esm3"
     shutil.copy2(src_bin, bin_path)
     bin_sha = sha256_file(bin_path)
 
@@ -552,100 +598,107 @@ def orchestrate(args) -> None:
         + (f" (+{len(info['git_tracked_changes'])} modified tracked files)" if info["git_tracked_changes"] else ""))
     log(f"esm3 binary: {src_bin} (sha256 {bin_sha[:16]}…, built {time.ctime(src_bin.stat().st_mtime)})")
 
-    gen = ensure_model(py, args.threads)
-    st = MODEL_DIR / "model.safetensors"
-    # Warm the page cache so neither implementation pays for the disk read of the weights.
-    t = time.perf_counter()
-    with open(st, "rb") as f:
-        while f.read(1 << 26):
-            pass
-    log(f"page cache: read {st.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
-
     env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
     quiet = (args.quiet_wait, args.quiet_threshold) if args.quiet_wait > 0 else None
-    results = []
-    for L in args.lengths:
-        d = RUN_DIR / f"L{L}"
-        d.mkdir(parents=True, exist_ok=True)
-        inp = d / "input.safetensors"
-        inp_info = make_inputs(L, inp)
-        row = {"L": L, "inputs": inp_info}
-        log(f"\nL = {L} (incl. BOS/EOS; {L - 2} residues; coords: {inp_info['coords']})")
-
-        # reference first ...
-        r = run_child(
-            [py, __file__, "--child", "torch", "--model-dir", str(MODEL_DIR), "--input", str(inp),
-             "--output", str(d / "ref_out.safetensors"), "--result", str(d / "ref.json"),
-             "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load],
-            env=env, log_path=d / "ref.log", quiet=quiet, nice=args.nice,
-        )
-        if r["rc"] == 0:
-            rj = json.loads((d / "ref.json").read_text())
-            r.update(load_s=rj["load_s"], warmup_s=rj["warmup_s"], forward_s=rj["forward_s"],
-                     torch=rj["torch"], torch_threads=rj["torch_threads"])
-            window_rss(r, *rj["timed_window"])
-        else:
-            r["error"] = (d / "ref.log").read_text()[-2000:]
-            r.pop("rss_timeline", None)
-        row["ref"] = r
-        log(f"  reference: rc {r['rc']}, " + (
-            f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
-            if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
-            + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
-
-        # ... then esm3-rs (f32, and bf16 with --bf16)
-        def run_ours(dtype, tag):
-            cmd = [str(bin_path), "forward", "--model-dir", str(MODEL_DIR), "--input", str(inp),
-                   "--output", str(d / f"{tag}_out.safetensors"), "--repeat", str(args.repeats + 1),
-                   "--timings", str(d / f"{tag}.json"), "--dtype", dtype]
-            o = run_child(cmd, env=env, log_path=d / f"{tag}.log", quiet=quiet, nice=args.nice)
-            o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
-            if o["rc"] == 0:
-                oj = json.loads((d / f"{tag}.json").read_text())
-                o.update(load_s=oj["load_s"], warmup_s=oj["forward_s"][0], forward_s=oj["forward_s"][1:])
-                # The binary loads right after exec and then runs the forwards back to back.
-                t0 = o["started_at"] + o["load_s"] + o["warmup_s"]
-                window_rss(o, t0, t0 + sum(o["forward_s"]))
-            else:
-                o["error"] = (d / f"{tag}.log").read_text()[-2000:]
-                o.pop("rss_timeline", None)
-            log(f"  esm3-rs {dtype}: rc {o['rc']}, " + (
-                f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
-                if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
-                + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}, max during the timed forwards {o.get('forward_rss_gib', float('nan')):.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
-            return o
-
-        o = row["ours"] = run_ours("f32", "ours")
-        if args.bf16:
-            row["ours_bf16"] = run_ours("bf16", "ours_bf16")
-            if r["rc"] == 0 and row["ours_bf16"]["rc"] == 0:
-                row["agreement_bf16"] = compare(d / "ref_out.safetensors", d / "ours_bf16_out.safetensors",
-                                                ["sequence_logits"])
-
-        if r["rc"] == 0 and o["rc"] == 0:
-            names = OUTPUT_NAMES if L == min(args.lengths) else ["sequence_logits"]
-            row["agreement"] = compare(d / "ref_out.safetensors", d / "ours_out.safetensors", names)
-            for k, v in row["agreement"].items():
-                if v and "max_abs_diff" in v:
-                    log(f"  agreement {k}: max |ours - ref| = {v['max_abs_diff']:.3g} (max |ref| {v['max_abs_ref']:.3g})")
-                else:
-                    log(f"  agreement {k}: {v}")
-        if not args.keep_outputs:
-            for f in ("ref_out.safetensors", "ours_out.safetensors", "ours_bf16_out.safetensors"):
-                (d / f).unlink(missing_ok=True)
-        results.append(row)
+    results, gens = [], {}
+    for model in args.models:
+        gens[model] = ensure_model(py, model, args.threads)
+    for model in args.models:
+        st = MODELS[model]["dir"] / "model.safetensors"
+        # Warm the page cache so neither implementation pays for the disk read of the weights.
+        t = time.perf_counter()
+        with open(st, "rb") as f:
+            while f.read(1 << 26):
+                pass
+        log(f"\n{model}: page cache: read {st.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
+        for L in args.lengths:
+            results.append(bench_one(args, py, env, quiet, bin_path, model, L))
 
     total = time.perf_counter() - t_start
-    md = render(args, info, gen, results, total)
+    md = render(args, info, gens, results, total)
     TABLE_MD.write_text(md)
-    everything = json.dumps({"args": vars(args), "machine": info, "model": gen, "results": results,
+    everything = json.dumps({"args": vars(args), "machine": info, "models": gens, "results": results,
                              "total_wall_s": total}, indent=1) + "\n"
     (OUT_DIR / "forward_bench.json").write_text(everything)
     if args.json:
         Path(args.json).write_text(everything)
     log("\n" + md)
     log(f"written: {TABLE_MD}, {OUT_DIR / 'forward_bench.json'}")
+
+
+def bench_one(args, py, env, quiet, bin_path: Path, model: str, L: int) -> dict:
+    """The reference, then esm3-rs (f32, and bf16 with --bf16), at one (model, L)."""
+    model_dir = MODELS[model]["dir"]
+    d = MODELS[model]["run"] / f"L{L}"
+    d.mkdir(parents=True, exist_ok=True)
+    inp = d / "input.safetensors"
+    inp_info = make_inputs(model, L, inp)
+    row = {"model": model, "L": L, "inputs": inp_info}
+    log(f"\n{model}, L = {L} (incl. BOS/EOS; {L - 2} residues; coords: {inp_info['coords']})")
+
+    # reference first ...
+    r = run_child(
+        [py, __file__, "--child", "torch", "--model", model, "--model-dir", str(model_dir), "--input", str(inp),
+         "--output", str(d / "ref_out.safetensors"), "--result", str(d / "ref.json"),
+         "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load],
+        env=env, log_path=d / "ref.log", quiet=quiet, nice=args.nice,
+    )
+    if r["rc"] == 0:
+        rj = json.loads((d / "ref.json").read_text())
+        r.update(load_s=rj["load_s"], warmup_s=rj["warmup_s"], forward_s=rj["forward_s"],
+                 torch=rj["torch"], torch_threads=rj["torch_threads"])
+        window_rss(r, *rj["timed_window"])
+    else:
+        r["error"] = (d / "ref.log").read_text()[-2000:]
+        r.pop("rss_timeline", None)
+    row["ref"] = r
+    log(f"  reference: rc {r['rc']}, " + (
+        f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
+        if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
+        + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
+
+    # ... then esm3-rs (f32, and bf16 with --bf16)
+    def run_ours(dtype, tag):
+        cmd = [str(bin_path), "forward", "--model-dir", str(model_dir), "--input", str(inp),
+               "--output", str(d / f"{tag}_out.safetensors"), "--repeat", str(args.repeats + 1),
+               "--timings", str(d / f"{tag}.json"), "--dtype", dtype]
+        o = run_child(cmd, env=env, log_path=d / f"{tag}.log", quiet=quiet, nice=args.nice)
+        o["command"] = "RAYON_NUM_THREADS=%d " % args.threads + " ".join(cmd)
+        if o["rc"] == 0:
+            oj = json.loads((d / f"{tag}.json").read_text())
+            o.update(load_s=oj["load_s"], warmup_s=oj["forward_s"][0], forward_s=oj["forward_s"][1:])
+            # The binary loads right after exec and then runs the forwards back to back.
+            t0 = o["started_at"] + o["load_s"] + o["warmup_s"]
+            window_rss(o, t0, t0 + sum(o["forward_s"]))
+        else:
+            o["error"] = (d / f"{tag}.log").read_text()[-2000:]
+            o.pop("rss_timeline", None)
+        log(f"  esm3-rs {dtype}: rc {o['rc']}, " + (
+            f"load {o['load_s']:.2f} s, warm-up {o['warmup_s']:.2f} s, forwards {[round(x, 3) for x in o['forward_s']]} s, "
+            if o["rc"] == 0 else f"FAILED: {o['error'][-500:]} ")
+            + f"peak RSS {o['peak_rss_gib']:.2f} GiB (sampled peaks: anon {o['peak_rss_anon_gib']:.2f}, file-backed {o['peak_rss_file_gib']:.2f}, max during the timed forwards {o.get('forward_rss_gib', float('nan')):.2f}), user {o['user_s']:.0f} s, sys {o['sys_s']:.0f} s, wall {o['wall_s']:.1f} s, other processes used {o['foreign_frac']:.0%} of the CPUs meanwhile")
+        return o
+
+    o = row["ours"] = run_ours("f32", "ours")
+    if args.bf16:
+        row["ours_bf16"] = run_ours("bf16", "ours_bf16")
+        if r["rc"] == 0 and row["ours_bf16"]["rc"] == 0:
+            row["agreement_bf16"] = compare(d / "ref_out.safetensors", d / "ours_bf16_out.safetensors",
+                                            ["sequence_logits"])
+
+    if r["rc"] == 0 and o["rc"] == 0:
+        names = output_names(model) if L == min(args.lengths) else ["sequence_logits"]
+        row["agreement"] = compare(d / "ref_out.safetensors", d / "ours_out.safetensors", names)
+        for k, v in row["agreement"].items():
+            if v and "max_abs_diff" in v:
+                log(f"  agreement {k}: max |ours - ref| = {v['max_abs_diff']:.3g} (max |ref| {v['max_abs_ref']:.3g})")
+            else:
+                log(f"  agreement {k}: {v}")
+    if not args.keep_outputs:
+        for f in ("ref_out.safetensors", "ours_out.safetensors", "ours_bf16_out.safetensors"):
+            (d / f).unlink(missing_ok=True)
+    return row
 
 
 def fmt(x, spec=".2f"):
@@ -661,15 +714,17 @@ def bf16_cells(row, f32_median, star) -> str:
     return f" {fmt(bm)}{star(b)} | {fmt(speedup)} | {fmt(b.get('load_s'), '.1f')} |"
 
 
-def render(args, info, gen, results, total) -> str:
+def render(args, info, gens, results, total) -> str:
     torch_v = next((r["ref"].get("torch") for r in results if r["ref"].get("torch")), "?")
     lines = [
-        f"ESM3 forward, esm3-sm-open-v1 size (d_model 1536, 24 heads, 256 geometric heads, 48 layers, "
-        f"{gen['n_parameters'] / 1e9:.2f} B parameters), random weights, f32, B = 1, CPU, {args.threads} threads each.",
+        "One forward, random weights at the published sizes, f32, B = 1, CPU, "
+        f"{args.threads} threads each: "
+        + "; ".join(f"`{m}` = {MODELS[m]['label']}, {g['n_parameters'] / 1e9:.2f} B parameters"
+                    for m, g in gens.items()) + ".",
         "",
-        "| L | reference median s | esm3-rs median s | ratio ref/ours | reference peak RSS GiB | esm3-rs peak RSS GiB | load s ref / ours |"
+        "| model | L | reference median s | esm3-rs median s | ratio ref/ours | reference peak RSS GiB | esm3-rs peak RSS GiB | load s ref / ours |"
         + (" esm3-rs bf16 median s | bf16 speed-up over our f32 | bf16 load s |" if args.bf16 else ""),
-        "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.bf16 else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.bf16 else ""),
     ]
     for row in results:
         r, o = row["ref"], row["ours"]
@@ -678,7 +733,7 @@ def render(args, info, gen, results, total) -> str:
         ratio = rm / om if rm and om else None
         star = lambda c: " *" if c.get("foreign_frac", 0) > DISTURBED else ""
         lines.append(
-            f"| {row['L']} | {fmt(rm)}{star(r)} | {(fmt(om) if o['rc'] == 0 else 'failed (rc %d)' % o['rc'])}{star(o)} | {fmt(ratio)} | "
+            f"| {row['model']} | {row['L']} | {fmt(rm)}{star(r)} | {(fmt(om) if o['rc'] == 0 else 'failed (rc %d)' % o['rc'])}{star(o)} | {fmt(ratio)} | "
             f"{fmt(r['peak_rss_gib'])} | {fmt(o['peak_rss_gib'])} | {fmt(r.get('load_s'), '.1f')} / {fmt(o.get('load_s'), '.1f')} |"
             + (bf16_cells(row, om, star) if args.bf16 else "")
         )
@@ -692,7 +747,7 @@ def render(args, info, gen, results, total) -> str:
            if any(row[k].get("foreign_frac", 0) > DISTURBED for row in results for k in ("ref", "ours")) else ""),
         "",
         "Every forward (s): " + "; ".join(
-            f"L={row['L']}: ref warm-up {fmt(row['ref'].get('warmup_s'))} + {[round(x, 2) for x in row['ref'].get('forward_s', [])]}, "
+            f"{row['model']} L={row['L']}: ref warm-up {fmt(row['ref'].get('warmup_s'))} + {[round(x, 2) for x in row['ref'].get('forward_s', [])]}, "
             f"ours warm-up {fmt(row['ours'].get('warmup_s'))} + {[round(x, 2) for x in row['ours'].get('forward_s', [])]}"
             for row in results),
         "",
@@ -701,7 +756,7 @@ def render(args, info, gen, results, total) -> str:
         "Resident memory sampled every 50 ms (GiB): peak anonymous + peak file-backed (mmap'd weights), "
         "and the largest RSS sampled during the timed forwards (steady state, after loading): "
         + "; ".join(
-            f"L={row['L']}: ref {row['ref']['peak_rss_anon_gib']:.2f} + {row['ref']['peak_rss_file_gib']:.2f}, "
+            f"{row['model']} L={row['L']}: ref {row['ref']['peak_rss_anon_gib']:.2f} + {row['ref']['peak_rss_file_gib']:.2f}, "
             f"forwards {fmt(row['ref'].get('forward_rss_gib'))}; ours {row['ours']['peak_rss_anon_gib']:.2f} + "
             f"{row['ours']['peak_rss_file_gib']:.2f}, forwards {fmt(row['ours'].get('forward_rss_gib'))}"
             for row in results) + "."
@@ -712,11 +767,11 @@ def render(args, info, gen, results, total) -> str:
         if ag:
             parts = [f"{k} {v['max_abs_diff']:.2g} (max |ref| {v['max_abs_ref']:.3g})" for k, v in ag.items()
                      if v and "max_abs_diff" in v]
-            lines.append(f"Outputs, max |ours - ref| at L={row['L']}: " + ", ".join(parts) + ".")
+            lines.append(f"Outputs, max |ours - ref| at {row['model']} L={row['L']}: " + ", ".join(parts) + ".")
         ag = row.get("agreement_bf16")
         if ag:
             parts = [f"{k} {v['max_abs_diff']:.2g}" for k, v in ag.items() if v and "max_abs_diff" in v]
-            lines.append(f"bf16 (not a parity mode), max |ours bf16 - ref f32| at L={row['L']}: " + ", ".join(parts) + ".")
+            lines.append(f"bf16 (not a parity mode), max |ours bf16 - ref f32| at {row['model']} L={row['L']}: " + ", ".join(parts) + ".")
     lines += [
         "",
         f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, avx512f {info['avx512f']}, "
@@ -728,7 +783,7 @@ def render(args, info, gen, results, total) -> str:
            + " when run")
         + f" (binary built {info['esm3_binary_mtime']}, sha256 {info['esm3_binary_sha256'][:12]}); total wall {total / 60:.1f} min; "
         "share of the CPUs used by other processes while each child ran (ref/ours): "
-        + ", ".join(f"L={row['L']} {row['ref']['foreign_frac']:.0%}/{row['ours']['foreign_frac']:.0%}" for row in results)
+        + ", ".join(f"{row['model']} L={row['L']} {row['ref']['foreign_frac']:.0%}/{row['ours']['foreign_frac']:.0%}" for row in results)
         + ".",
         "",
     ]
@@ -737,6 +792,9 @@ def render(args, info, gen, results, total) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=["esm3"],
+                    help="which models to time, one after the other (default esm3; the ESM C sizes: "
+                    "esmc-300m esmc-600m)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 512],
                     help="total token counts L, BOS/EOS included (default 64 256 512)")
     ap.add_argument("--repeats", type=int, default=3, help="timed forwards per implementation and L (default 3)")
@@ -762,6 +820,7 @@ def main() -> None:
     # internal
     ap.add_argument("--child", choices=["generate", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)

@@ -5,6 +5,7 @@
 //! reference is wrong (real tokens attending to batch padding) we do it right by default and keep
 //! a switch for parity.
 
+pub mod batching;
 pub mod config;
 pub mod embed;
 pub mod iterative;

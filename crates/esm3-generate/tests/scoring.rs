@@ -68,5 +68,25 @@ fn pll_and_masked_marginals_match_the_reference_forward() {
             .to_scalar::<f32>()
             .unwrap();
         assert!(d < 1e-4, "{name}: batched embedding differs by {d}");
+        // Batches are filled by length, results come back in input order.
+        let lengths = [23usize, 9, 17];
+        let inputs: Vec<&str> = lengths.iter().map(|&n| &sequence[..n]).collect();
+        let sorted = embed_sequences(&model, &inputs, 2, |_| {}).unwrap();
+        for (e, &n) in sorted.iter().zip(&lengths) {
+            let alone = embed_sequences(&model, &[&sequence[..n]], 1, |_| {}).unwrap();
+            assert_eq!(e.per_residue.dims()[0], n, "{name}: order of the outputs");
+            let d = (&e.per_residue - &alone[0].per_residue)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                d < 1e-4,
+                "{name}: length {n} embedded in a batch differs by {d}"
+            );
+        }
     }
 }

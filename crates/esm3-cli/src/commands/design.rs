@@ -8,6 +8,7 @@ use esm3_generate::prompt::{restore_motifs, Prompt};
 use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
 use esm3_protein::fasta::{write_fasta, FastaRecord};
 use esm3_protein::io::{write_mmcif, write_pdb};
+use esm3_protein::residue_constants::{one_to_three, UNKNOWN_RESIDUE};
 use rand::SeedableRng;
 
 use super::model::ModelArgs;
@@ -204,8 +205,35 @@ pub fn write_design(
     )?;
     std::fs::write(&fasta, buf).with_context(|| format!("writing {}", fasta.display()))?;
     let mut structure_file = None;
+    let mut unknown_in_structure = Vec::new();
     if protein.coordinates.is_some() && !sequence.contains('_') {
-        let chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+        let mut chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+        // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`): the
+        // model may sample them. The structure file writes them as UNK, as the reference does;
+        // the FASTA and JSON keep the sampled letters and the JSON lists the positions.
+        unknown_in_structure = chain
+            .sequence
+            .chars()
+            .enumerate()
+            .filter(|&(_, l)| l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE)
+            .map(|(i, _)| i + 1)
+            .collect();
+        if !unknown_in_structure.is_empty() {
+            eprintln!(
+                "warning: {name}: sequence letters without a residue name at positions {unknown_in_structure:?} (1-based) are UNK in the structure file"
+            );
+            chain.sequence = chain
+                .sequence
+                .chars()
+                .map(|l| {
+                    if l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE {
+                        'X'
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+        }
         let plddt100: Option<Vec<f32>> = protein
             .plddt
             .as_ref()
@@ -237,6 +265,9 @@ pub fn write_design(
         "ptm": protein.ptm,
         "structure_file": structure_file,
     });
+    if !unknown_in_structure.is_empty() {
+        summary["unk_in_structure_file"] = serde_json::json!(unknown_in_structure);
+    }
     if let (Some(obj), serde_json::Value::Object(extra)) = (summary.as_object_mut(), summary_extra)
     {
         obj.extend(extra);

@@ -29,7 +29,15 @@ impl DeviceArgs {
                     .transpose()?
                     .unwrap_or(0);
                 Device::new_cuda(ordinal).map_err(|e| {
-                    anyhow::anyhow!("cannot open CUDA device {ordinal}: {e} (is this build made with --features cuda?)")
+                    // candle appends a backtrace to its errors: the first line says what failed.
+                    let cause = e.to_string();
+                    let cause = cause.lines().next().unwrap_or_default();
+                    let hint = if cfg!(feature = "cuda") {
+                        "is there an NVIDIA GPU with its driver, and is the ordinal in range?"
+                    } else {
+                        "this build has no CUDA backend: build with --features cuda"
+                    };
+                    anyhow::anyhow!("cannot open CUDA device {ordinal}: {cause} ({hint})")
                 })?
             }
             other => bail!("unknown device `{other}`: expected cpu, cuda or cuda:N"),

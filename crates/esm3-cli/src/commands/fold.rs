@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use esm3_generate::batching::length_batches;
 use esm3_generate::prompt::{Prompt, MAX_LENGTH};
 use esm3_generate::{EsmProtein, GenerationConfig, Strategy, Track};
 use esm3_protein::fasta::read_fasta_file;
@@ -59,10 +60,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     // Records of similar length share a batch; outputs do not depend on the grouping.
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_by_key(|&i| records[i].sequence.chars().count());
+    let lengths: Vec<usize> = records.iter().map(|r| r.sequence.chars().count()).collect();
     let pb = bar(records.len() as u64, "folding");
-    for chunk in order.chunks(args.batch_size as usize) {
+    for chunk in &length_batches(&lengths, args.batch_size as usize) {
         let prompts: Vec<Prompt> = chunk
             .iter()
             .map(|&i| Prompt {

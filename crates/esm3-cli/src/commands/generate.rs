@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use esm3_generate::prompt::Prompt;
-use esm3_generate::{GenerationConfig, Track};
+use esm3_generate::{EsmProtein, GenerationConfig, Track};
 
 use super::design::{write_design, Designer, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
+use super::progress::bar;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,6 +32,10 @@ pub struct Args {
     /// Seed of the first design; design i uses seed + i.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Designs generated together (one forward per decoding step for the batch); each design
+    /// equals generating it alone with its seed. Prompts with motifs run one at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -64,36 +69,65 @@ pub fn run(args: Args) -> Result<()> {
         c.validate().map_err(anyhow::Error::msg)?;
     }
     let designer = Designer::load(&args.model)?;
-    for i in 0..args.num_outputs {
-        let seed = args.seed + i as u64;
-        let name = if args.num_outputs == 1 {
-            prompt.name.clone()
-        } else {
-            format!("{}_{i}", prompt.name)
-        };
-        let (protein, motif_rmsd) = designer.run(&prompt, seed, true)?;
-        let summary = write_design(
-            &args.output,
-            &name,
-            &protein,
-            args.format,
-            serde_json::json!({
-                "seed": seed,
-                "model": designer.model_path.display().to_string(),
-                "plan": prompt.plan,
-                "motif_backbone_rmsd": motif_rmsd,
-            }),
-        )?;
-        println!(
-            "{name}\tlength {}\tmean pLDDT {}\tpTM {}",
-            summary["length"],
-            summary["mean_plddt"]
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.3}")),
-            summary["ptm"]
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.3}")),
-        );
+    let indices: Vec<usize> = (0..args.num_outputs).collect();
+    let batch_bar = bar(args.num_outputs as u64, "designing");
+    if indices.len() <= 1 {
+        // One design: its own progress bar over the decoding steps instead.
+        batch_bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    for chunk in indices.chunks(args.batch_size as usize) {
+        let seeds: Vec<u64> = chunk.iter().map(|&i| args.seed + i as u64).collect();
+        let designs = if chunk.len() == 1 {
+            vec![designer.run(&prompt, seeds[0], args.num_outputs == 1)]
+        } else {
+            designer.run_batch(&vec![prompt.clone(); chunk.len()], &seeds)?
+        };
+        for ((&i, &seed), design) in chunk.iter().zip(&seeds).zip(designs) {
+            let name = if args.num_outputs == 1 {
+                prompt.name.clone()
+            } else {
+                format!("{}_{i}", prompt.name)
+            };
+            let (protein, motif_rmsd) = design?;
+            write_one(&args, &designer, &prompt, &name, seed, &protein, motif_rmsd)?;
+            batch_bar.inc(1);
+        }
+    }
+    batch_bar.finish_and_clear();
+    Ok(())
+}
+
+/// Writes one design's files and prints its summary line.
+fn write_one(
+    args: &Args,
+    designer: &Designer,
+    prompt: &Prompt,
+    name: &str,
+    seed: u64,
+    protein: &EsmProtein,
+    motif_rmsd: Vec<Option<f64>>,
+) -> Result<()> {
+    let summary = write_design(
+        &args.output,
+        name,
+        protein,
+        args.format,
+        serde_json::json!({
+            "seed": seed,
+            "model": designer.model_path.display().to_string(),
+            "plan": prompt.plan,
+            "motif_backbone_rmsd": motif_rmsd,
+        }),
+    )?;
+    println!(
+        "{name}\tlength {}\tmean pLDDT {}\tpTM {}",
+        summary["length"],
+        summary["mean_plddt"]
+            .as_f64()
+            .map_or("-".into(), |v| format!("{v:.3}")),
+        summary["ptm"]
+            .as_f64()
+            .map_or("-".into(), |v| format!("{v:.3}")),
+    );
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use esm3_generate::batching::length_batches;
 use esm3_generate::prompt::Prompt;
 use esm3_generate::{EsmProtein, GenerationConfig, Track};
 use esm3_protein::fasta::{write_fasta, FastaRecord};
@@ -70,15 +71,19 @@ pub fn run(args: Args) -> Result<()> {
         };
         structures.push((path, chain, prompt));
     }
-    let mut jobs: Vec<Job> = (0..structures.len())
+    let jobs: Vec<Job> = (0..structures.len())
         .flat_map(|structure| (0..args.num_outputs).map(move |output| Job { structure, output }))
         .collect();
     let output_order: Vec<(usize, usize)> = jobs.iter().map(|j| (j.structure, j.output)).collect();
-    jobs.sort_by_key(|j| structures[j.structure].1.len());
+    let lengths: Vec<usize> = jobs
+        .iter()
+        .map(|j| structures[j.structure].1.len())
+        .collect();
     let pb = bar(jobs.len() as u64, "inverse folding");
     let mut designed: std::collections::HashMap<(usize, usize), FastaRecord> =
         std::collections::HashMap::new();
-    for chunk in jobs.chunks(args.batch_size as usize) {
+    for batch in &length_batches(&lengths, args.batch_size as usize) {
+        let chunk: Vec<&Job> = batch.iter().map(|&i| &jobs[i]).collect();
         let prompts: Vec<Prompt> = chunk
             .iter()
             .map(|j| structures[j.structure].2.clone())
