@@ -38,6 +38,7 @@ idle machine or --nice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -271,7 +272,11 @@ def child_torch(args) -> None:
 
     inputs = safetensors.torch.load_file(args.input)
     times = []
-    with torch.no_grad():
+    # --autocast: torch's own bf16 CPU path (products in bf16 through oneDNN, which uses AMX
+    # where the CPU has it; norms and softmax stay f32), the counterpart of our --dtype bf16.
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if args.autocast
+                else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
         t = time.perf_counter()
         out = model(**inputs)
         warm = time.perf_counter() - t
@@ -637,26 +642,32 @@ def bench_one(args, py, env, quiet, bin_path: Path, model: str, L: int) -> dict:
     row = {"model": model, "L": L, "inputs": inp_info}
     log(f"\n{model}, L = {L} (incl. BOS/EOS; {L - 2} residues; coords: {inp_info['coords']})")
 
-    # reference first ...
-    r = run_child(
-        [py, __file__, "--child", "torch", "--model", model, "--model-dir", str(model_dir), "--input", str(inp),
-         "--output", str(d / "ref_out.safetensors"), "--result", str(d / "ref.json"),
-         "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load],
-        env=env, log_path=d / "ref.log", quiet=quiet, nice=args.nice,
-    )
-    if r["rc"] == 0:
-        rj = json.loads((d / "ref.json").read_text())
-        r.update(load_s=rj["load_s"], warmup_s=rj["warmup_s"], forward_s=rj["forward_s"],
-                 torch=rj["torch"], torch_threads=rj["torch_threads"])
-        window_rss(r, *rj["timed_window"])
-    else:
-        r["error"] = (d / "ref.log").read_text()[-2000:]
-        r.pop("rss_timeline", None)
-    row["ref"] = r
-    log(f"  reference: rc {r['rc']}, " + (
-        f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
-        if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
-        + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
+    # reference first (f32, and torch's bf16 autocast with --ref-bf16) ...
+    def run_ref(tag, autocast):
+        r = run_child(
+            [py, __file__, "--child", "torch", "--model", model, "--model-dir", str(model_dir), "--input", str(inp),
+             "--output", str(d / f"{tag}_out.safetensors"), "--result", str(d / f"{tag}.json"),
+             "--repeats", str(args.repeats), "--threads", str(args.threads), "--torch-load", args.torch_load]
+            + (["--autocast"] if autocast else []),
+            env=env, log_path=d / f"{tag}.log", quiet=quiet, nice=args.nice,
+        )
+        if r["rc"] == 0:
+            rj = json.loads((d / f"{tag}.json").read_text())
+            r.update(load_s=rj["load_s"], warmup_s=rj["warmup_s"], forward_s=rj["forward_s"],
+                     torch=rj["torch"], torch_threads=rj["torch_threads"])
+            window_rss(r, *rj["timed_window"])
+        else:
+            r["error"] = (d / f"{tag}.log").read_text()[-2000:]
+            r.pop("rss_timeline", None)
+        log(f"  reference{' bf16 autocast' if autocast else ''}: rc {r['rc']}, " + (
+            f"load {r['load_s']:.2f} s, warm-up {r['warmup_s']:.2f} s, forwards {[round(x, 3) for x in r['forward_s']]} s, "
+            if r["rc"] == 0 else f"FAILED: {r['error'][-500:]} ")
+            + f"peak RSS {r['peak_rss_gib']:.2f} GiB (sampled peaks: anon {r['peak_rss_anon_gib']:.2f}, file-backed {r['peak_rss_file_gib']:.2f}, max during the timed forwards {r.get('forward_rss_gib', float('nan')):.2f}), user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s, wall {r['wall_s']:.1f} s, other processes used {r['foreign_frac']:.0%} of the CPUs meanwhile")
+        return r
+
+    r = row["ref"] = run_ref("ref", False)
+    if args.ref_bf16:
+        row["ref_bf16"] = run_ref("ref_bf16", True)
 
     # ... then esm3-rs (f32, and bf16 with --bf16)
     def run_ours(dtype, tag):
@@ -686,6 +697,10 @@ def bench_one(args, py, env, quiet, bin_path: Path, model: str, L: int) -> dict:
         if r["rc"] == 0 and row["ours_bf16"]["rc"] == 0:
             row["agreement_bf16"] = compare(d / "ref_out.safetensors", d / "ours_bf16_out.safetensors",
                                             ["sequence_logits"])
+    rb = row.get("ref_bf16")
+    if rb and r["rc"] == 0 and rb["rc"] == 0:
+        row["agreement_ref_bf16"] = compare(d / "ref_out.safetensors", d / "ref_bf16_out.safetensors",
+                                            ["sequence_logits"])
 
     if r["rc"] == 0 and o["rc"] == 0:
         names = output_names(model) if L == min(args.lengths) else ["sequence_logits"]
@@ -696,7 +711,7 @@ def bench_one(args, py, env, quiet, bin_path: Path, model: str, L: int) -> dict:
             else:
                 log(f"  agreement {k}: {v}")
     if not args.keep_outputs:
-        for f in ("ref_out.safetensors", "ours_out.safetensors", "ours_bf16_out.safetensors"):
+        for f in ("ref_out.safetensors", "ref_bf16_out.safetensors", "ours_out.safetensors", "ours_bf16_out.safetensors"):
             (d / f).unlink(missing_ok=True)
     return row
 
@@ -711,7 +726,13 @@ def bf16_cells(row, f32_median, star) -> str:
         return " failed |  |  |"
     bm = median(b["forward_s"])
     speedup = f32_median / bm if f32_median and bm else None
-    return f" {fmt(bm)}{star(b)} | {fmt(speedup)} | {fmt(b.get('load_s'), '.1f')} |"
+    cells = f" {fmt(bm)}{star(b)} | {fmt(speedup)} | {fmt(b.get('load_s'), '.1f')} |"
+    rb = row.get("ref_bf16")
+    if rb is not None:
+        rbm = median(rb["forward_s"]) if rb["rc"] == 0 else None
+        ratio = rbm / bm if rbm and bm else None
+        cells += f" {fmt(rbm) if rb['rc'] == 0 else 'failed'}{star(rb)} | {fmt(ratio)} |"
+    return cells
 
 
 def render(args, info, gens, results, total) -> str:
@@ -723,8 +744,10 @@ def render(args, info, gens, results, total) -> str:
                     for m, g in gens.items()) + ".",
         "",
         "| model | L | reference median s | esm3-rs median s | ratio ref/ours | reference peak RSS GiB | esm3-rs peak RSS GiB | load s ref / ours |"
-        + (" esm3-rs bf16 median s | bf16 speed-up over our f32 | bf16 load s |" if args.bf16 else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.bf16 else ""),
+        + (" esm3-rs bf16 median s | bf16 speed-up over our f32 | bf16 load s |" if args.bf16 else "")
+        + (" reference bf16 autocast median s | ratio ref bf16 / ours bf16 |" if args.bf16 and args.ref_bf16 else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.bf16 else "")
+        + ("---:|---:|" if args.bf16 and args.ref_bf16 else ""),
     ]
     for row in results:
         r, o = row["ref"], row["ours"]
@@ -772,6 +795,10 @@ def render(args, info, gens, results, total) -> str:
         if ag:
             parts = [f"{k} {v['max_abs_diff']:.2g}" for k, v in ag.items() if v and "max_abs_diff" in v]
             lines.append(f"bf16 (not a parity mode), max |ours bf16 - ref f32| at {row['model']} L={row['L']}: " + ", ".join(parts) + ".")
+        ag = row.get("agreement_ref_bf16")
+        if ag:
+            parts = [f"{k} {v['max_abs_diff']:.2g}" for k, v in ag.items() if v and "max_abs_diff" in v]
+            lines.append(f"torch bf16 autocast, max |ref bf16 - ref f32| at {row['model']} L={row['L']}: " + ", ".join(parts) + ".")
     lines += [
         "",
         f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, avx512f {info['avx512f']}, "
@@ -816,6 +843,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write every number (the JSON of bench-out/forward_bench.json) to this file")
     ap.add_argument("--bf16", action="store_true",
                     help="also time esm3-rs with --dtype bf16 (bf16 products, f32 elsewhere) and add its columns")
+    ap.add_argument("--ref-bf16", action="store_true",
+                    help="with --bf16, also time the reference under torch.autocast('cpu', bfloat16) and add its columns")
+    ap.add_argument("--autocast", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--keep-outputs", action="store_true", help="keep every output file under bench-out/forward_bench/")
     # internal
     ap.add_argument("--child", choices=["generate", "torch"], help=argparse.SUPPRESS)

@@ -592,3 +592,25 @@ impl Dataset {
         shards::write_tokens(&tp, &list)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// CI once failed because a timing written as `1.833241183` read back as
+    /// `1.8332411830000002`: `Dataset::open` must return the manifest that was written, so
+    /// JSON floats have to parse bit-exactly (serde_json's `float_roundtrip`).
+    #[test]
+    fn manifest_floats_read_back_bit_exact() {
+        for v in [
+            1.833241183_f64,
+            0.04210684,
+            1.8330650080000002,
+            2.21825066,
+            1e-300,
+            123456.789012345,
+        ] {
+            let text = serde_json::to_string(&v).unwrap();
+            let back: f64 = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v} -> {text} -> {back}");
+        }
+    }
+}

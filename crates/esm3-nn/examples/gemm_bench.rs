@@ -1,7 +1,8 @@
 //! GEMM throughput on the trunk's real Linear shapes: candle's matmul (`gemm` crate) vs the
 //! BLAS path of `esm3_nn::Linear`, side by side, in GFLOP/s.
 //!
-//! `cargo run --release -p esm3-nn --example gemm_bench [-- --rows 64,256,512 --reps 5]`
+//! `cargo run --release -p esm3-nn --example gemm_bench [-- --rows 64,256,512 --reps 5 --model esm3|esmc-300m|esmc-600m --cold]`
+//! `--cold`: the BLAS path only, each product on a weight evicted from the caches, as in a forward.
 //! Threads follow RAYON_NUM_THREADS for both.
 
 use std::time::Instant;
@@ -20,6 +21,25 @@ const SHAPES: [(&str, usize, usize); 6] = [
     ("ffn up", 8192, 1536),
     ("ffn down", 1536, 4096),
 ];
+
+/// ESM C 300M (d_model 960) and 600M (1152): fused QKV, output, SwiGLU up (2 × hidden) and down.
+const ESMC_300M_SHAPES: [(&str, usize, usize); 4] = [
+    ("attn qkv", 2880, 960),
+    ("attn out", 960, 960),
+    ("ffn up", 5120, 960),
+    ("ffn down", 960, 2560),
+];
+const ESMC_600M_SHAPES: [(&str, usize, usize); 4] = [
+    ("attn qkv", 3456, 1152),
+    ("attn out", 1152, 1152),
+    ("ffn up", 6144, 1152),
+    ("ffn down", 1152, 3072),
+];
+
+/// Copies of a weight of `values` f32 that together take 1 GiB, beyond any last-level cache.
+fn cold_copies(values: usize) -> usize {
+    ((1usize << 30) / (4 * values).max(1)).max(2)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -52,6 +72,13 @@ fn main() -> candle_core::Result<()> {
         .map(|s| s.parse().unwrap())
         .collect();
     let reps: usize = arg("--reps").map(|s| s.parse().unwrap()).unwrap_or(5);
+    let shapes: &[(&str, usize, usize)] = match arg("--model").as_deref() {
+        None | Some("esm3") => &SHAPES,
+        Some("esmc-300m") => &ESMC_300M_SHAPES,
+        Some("esmc-600m") => &ESMC_600M_SHAPES,
+        Some(other) => panic!("--model {other}: expected esm3, esmc-300m or esmc-600m"),
+    };
+    let cold = args.iter().any(|a| a == "--cold");
     let dev = Device::Cpu;
     println!(
         "threads {}; BLAS: {}; bf16 kernel: {}",
@@ -65,12 +92,31 @@ fn main() -> candle_core::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let (mut tc, mut tb, mut t16, mut flops_all) = (0.0, 0.0, 0.0, 0.0);
     for &m in &rows {
-        for (name, n, k) in SHAPES {
+        for &(name, n, k) in shapes {
             let x = Tensor::randn(0f32, 1.0, (1, m, k), &dev)?;
             let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? / (k as f64).sqrt())?;
             let b = Tensor::randn(0f32, 0.1, n, &dev)?;
             let lin = Linear::new(w.clone(), Some(b.clone()));
             let flops = 2.0 * (m * n * k) as f64;
+            if cold {
+                // As in a forward: each product reads a weight not touched since the last
+                // layer, here one of enough copies to exceed the last-level cache.
+                let copies: Vec<Linear> = (0..cold_copies(n * k))
+                    .map(|_| Linear::new((&w + 0.0).unwrap(), Some(b.clone())))
+                    .collect();
+                let mut i = 0;
+                let f = time(reps * copies.len(), || {
+                    copies[i % copies.len()].forward(&x).unwrap();
+                    i += 1;
+                });
+                tb += f;
+                flops_all += flops;
+                println!(
+                    "| {name} | {m} | {n} | {k} | | {:.1} (cold) | | |",
+                    flops / f / 1e9
+                );
+                continue;
+            }
             let c = time(reps, || {
                 lin.forward_candle(&x).unwrap();
             });

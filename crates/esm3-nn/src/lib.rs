@@ -5,11 +5,13 @@
 //! of floating-point operations where that matters for 1e-4 parity (spec §11).
 
 pub mod attention;
+pub mod attention_kernel;
 pub mod bf16_gemm;
 pub mod blas;
 pub mod block;
 pub mod context;
 mod disjoint;
+mod fastmath;
 pub mod ffn;
 pub mod fused;
 pub mod geom_attention;

@@ -28,6 +28,11 @@ impl LayerNorm {
         &self.weight
     }
 
+    /// Weight, bias and epsilon, for kernels that fuse the normalisation into another pass.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
+    }
+
     /// The normalisation written out with differentiable ops (f32 internally, as the kernel).
     pub fn forward_differentiable(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
