@@ -84,6 +84,64 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
             "the PDB header must say B-factors hold pLDDT"
         );
     }
+    // Written backbones are physical (checked here from the file, not from our checker) and
+    // the JSON's relax RMSD is the distance from the raw decoder output `--no-relax` writes.
+    let raw = tmp.path().join("raw");
+    ok(&esm3(&[
+        "generate",
+        "--length",
+        "30",
+        "-n",
+        "2",
+        "--num-steps",
+        "6",
+        "--seed",
+        "7",
+        "-o",
+        s(&raw),
+        "--model-dir",
+        s(&model),
+        "--no-relax",
+    ]));
+    for i in 0..2 {
+        let relaxed = read_chain(&out.join(format!("design_{i}.pdb")), None).unwrap();
+        let unrelaxed = read_chain(&raw.join(format!("design_{i}.pdb")), None).unwrap();
+        let summary = json(&out.join(format!("design_{i}.json")));
+        let raw_summary = json(&raw.join(format!("design_{i}.json")));
+        assert_eq!(summary["relax"]["applied"], true, "{summary}");
+        assert_eq!(raw_summary["relax"]["applied"], false, "{raw_summary}");
+        assert_eq!(
+            summary["ptm"], raw_summary["ptm"],
+            "pTM is the model's either way"
+        );
+        assert_eq!(summary["mean_plddt"], raw_summary["mean_plddt"]);
+        let d = |a: [f32; 3], b: [f32; 3]| {
+            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+        };
+        let ca: Vec<[f32; 3]> = relaxed.atom37.iter().map(|r| r[1]).collect();
+        let in_range = ca
+            .windows(2)
+            .filter(|w| (d(w[0], w[1]) - 3.8).abs() <= 0.2)
+            .count();
+        assert!(
+            in_range as f64 >= 0.95 * 29.0,
+            "{in_range}/29 Cα–Cα in 3.8 ± 0.2 Å"
+        );
+        for a in 0..30 {
+            for b in a + 1..30 {
+                assert!(d(ca[a], ca[b]) >= 3.0, "Cα {a}–{b} at {}", d(ca[a], ca[b]));
+            }
+        }
+        let mut sum = 0.0f64;
+        for (r, q) in relaxed.atom37.iter().zip(&unrelaxed.atom37) {
+            for k in 0..3 {
+                sum += (d(r[k], q[k]) as f64).powi(2);
+            }
+        }
+        let moved = (sum / 90.0).sqrt();
+        let reported = summary["relax"]["rmsd"].as_f64().unwrap();
+        assert!((moved - reported).abs() < 2e-3, "{moved} vs {reported}");
+    }
     let again = tmp.path().join("again");
     ok(&run(&again, "7"));
     for f in ["design_0.fasta", "design_1.pdb"] {

@@ -26,8 +26,7 @@ pub mod tokens {
 
 /// Local backbone coordinates (Å) placed by every predicted frame: N, CA, C.
 pub const BB_LOCAL: [Vec3; 3] = [[0.5256, 1.3612, 0.0], [0.0, 0.0, 0.0], [-1.5251, 0.0, 0.0]];
-/// Carbonyl O in the frame (origin C, x along C − CA, N of the next residue in the xy plane).
-pub const O_LOCAL: Vec3 = [0.6240, -1.0613, 0.0103];
+pub use esm3_protein::frames::O_LOCAL;
 /// The backbone head predicts translations in units of 10 Å.
 const TRANS_SCALE: f32 = 10.0;
 /// Largest PAE intermediate (`rows × L × 128` floats) per chunk of query rows.

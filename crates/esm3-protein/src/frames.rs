@@ -9,6 +9,9 @@ pub type Vec3 = [f32; 3];
 /// The reference's epsilon for the Gram–Schmidt normalisation on every path the model uses.
 pub const GRAM_SCHMIDT_EPS: f32 = 1e-10;
 
+/// Carbonyl O in the frame (origin C, x along C − CA, N of the next residue in the xy plane).
+pub const O_LOCAL: Vec3 = [0.6240, -1.0613, 0.0103];
+
 /// Coordinates at or above this value are treated as missing (the reference's one-sided test).
 pub const MAX_SUPPORTED_DISTANCE: f32 = 1e6;
 

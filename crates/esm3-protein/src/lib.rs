@@ -9,6 +9,7 @@ pub mod fasta;
 pub mod frames;
 pub mod io;
 pub mod metrics;
+pub mod relax;
 pub mod residue_constants;
 pub mod sasa;
 

@@ -8,6 +8,8 @@ use esm3_generate::prompt::{restore_motifs, Prompt};
 use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
 use esm3_protein::fasta::{write_fasta, FastaRecord};
 use esm3_protein::io::{write_mmcif, write_pdb};
+use esm3_protein::relax::{relax_atom37, GeometryReport, RelaxOptions};
+use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_protein::residue_constants::{one_to_three, UNKNOWN_RESIDUE};
 use rand::SeedableRng;
 
@@ -18,6 +20,76 @@ use super::progress::bar;
 pub enum StructureFormat {
     Pdb,
     Cif,
+}
+
+/// `--no-relax`, for the commands that write decoded structures.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct RelaxArgs {
+    /// Write the structure decoder's raw coordinates. By default the backbone is relaxed
+    /// first (bond lengths, angles, trans peptides, no clashes; atoms moved as little as
+    /// possible, the RMSD recorded in the JSON). pLDDT and pTM are the model's either way.
+    #[arg(long)]
+    pub no_relax: bool,
+}
+
+/// Backbone checks as the JSON summary reports them.
+pub fn geometry_json(g: &GeometryReport) -> serde_json::Value {
+    serde_json::json!({
+        "valid": g.valid(),
+        "residues": g.residues,
+        "peptide_bonds": g.peptide_bonds,
+        "mean_ca_ca": g.mean_ca_ca,
+        "ca_ca_in_range": g.ca_ca_in_range,
+        "n_ca_in_range": g.n_ca_in_range,
+        "ca_c_in_range": g.ca_c_in_range,
+        "c_n_in_range": g.c_n_in_range,
+        "ca_clashes": g.ca_clashes,
+        "min_nonadjacent_ca_ca": g.min_nonadjacent_ca_ca.is_finite().then_some(g.min_nonadjacent_ca_ca),
+    })
+}
+
+/// Decoded coordinates as they are written: relaxed unless `no_relax`, with the JSON that
+/// says what was done and the geometry before and after. A warning names a structure that is
+/// still not physical.
+pub fn structure_for_writing(
+    name: &str,
+    atom37: &[[[f32; 3]; ATOM_TYPE_NUM]],
+    sequence: &str,
+    fixed: &[usize],
+    relax: RelaxArgs,
+) -> (Vec<[[f32; 3]; ATOM_TYPE_NUM]>, serde_json::Value) {
+    let (atoms, json, written) = if relax.no_relax {
+        let g = esm3_protein::relax::backbone_geometry(
+            &atom37
+                .iter()
+                .map(|r| [r[0], r[1], r[2]])
+                .collect::<Vec<_>>(),
+        );
+        let json = serde_json::json!({ "applied": false, "written_geometry": geometry_json(&g) });
+        (atom37.to_vec(), json, g)
+    } else {
+        let (atoms, r) = relax_atom37(atom37, sequence, fixed, &RelaxOptions::default());
+        let json = serde_json::json!({
+            "applied": true,
+            "rmsd": r.rmsd,
+            "max_displacement": r.max_displacement,
+            "stages": r.stages,
+            "final_restraint": r.final_restraint,
+            "iterations": r.iterations,
+            "decoder_geometry": geometry_json(&r.before),
+            "written_geometry": geometry_json(&r.after),
+        });
+        (atoms, json, r.after)
+    };
+    if !written.valid() {
+        eprintln!(
+            "warning: {name}: the written backbone fails the geometry checks (Cα–Cα in range {:.1}%, {} Cα clashes){}",
+            100.0 * written.ca_ca_in_range,
+            written.ca_clashes,
+            if relax.no_relax { "; drop --no-relax to relax it" } else { "" }
+        );
+    }
+    (atoms, json)
 }
 
 /// Sampling flags shared by the generation commands (the SDK's `GenerationConfig`).
@@ -184,11 +256,15 @@ pub fn file_stem(id: &str) -> String {
 }
 
 /// Writes `<dir>/<name>.fasta`, `<name>.pdb|cif` (when coordinates exist) and `<name>.json`.
+/// Decoded coordinates are relaxed unless `relax.no_relax`; residues in `fixed` (0-based,
+/// placed motifs) keep their atoms exactly.
 pub fn write_design(
     dir: &Path,
     name: &str,
     protein: &EsmProtein,
     format: StructureFormat,
+    relax: RelaxArgs,
+    fixed: &[usize],
     summary_extra: serde_json::Value,
 ) -> Result<serde_json::Value> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -206,8 +282,16 @@ pub fn write_design(
     std::fs::write(&fasta, buf).with_context(|| format!("writing {}", fasta.display()))?;
     let mut structure_file = None;
     let mut unknown_in_structure = Vec::new();
+    let mut relax_summary = serde_json::Value::Null;
     if protein.coordinates.is_some() && !sequence.contains('_') {
         let mut chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+        // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
+        // user gave are written as given.
+        if protein.plddt.is_some() {
+            let (atoms, json) = structure_for_writing(name, &chain.atom37, &sequence, fixed, relax);
+            chain.atom37 = atoms;
+            relax_summary = json;
+        }
         // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`): the
         // model may sample them. The structure file writes them as UNK, as the reference does;
         // the FASTA and JSON keep the sampled letters and the JSON lists the positions.
@@ -264,6 +348,7 @@ pub fn write_design(
         "mean_plddt": mean_plddt,
         "ptm": protein.ptm,
         "structure_file": structure_file,
+        "relax": relax_summary,
     });
     if !unknown_in_structure.is_empty() {
         summary["unk_in_structure_file"] = serde_json::json!(unknown_in_structure);

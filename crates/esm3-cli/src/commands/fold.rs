@@ -8,7 +8,7 @@ use esm3_generate::prompt::{Prompt, MAX_LENGTH};
 use esm3_generate::{EsmProtein, GenerationConfig, Strategy, Track};
 use esm3_protein::fasta::read_fasta_file;
 
-use super::design::{file_stem, write_design, Designer, SamplingArgs, StructureFormat};
+use super::design::{file_stem, write_design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
 use super::progress::bar;
 
@@ -28,6 +28,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
     /// Defaults for folding: entropy strategy, temperature 0 (deterministic).
+    #[command(flatten)]
+    relax: RelaxArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -89,6 +91,8 @@ pub fn run(args: Args) -> Result<()> {
                 &file_stem(&r.id),
                 &protein,
                 args.format,
+                args.relax,
+                &[],
                 serde_json::json!({
                     "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
                 }),

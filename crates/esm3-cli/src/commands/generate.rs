@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use esm3_generate::prompt::Prompt;
 use esm3_generate::{EsmProtein, GenerationConfig, Track};
 
-use super::design::{write_design, Designer, SamplingArgs, StructureFormat};
+use super::design::{write_design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
 use super::progress::bar;
 
@@ -36,6 +36,8 @@ pub struct Args {
     /// equals generating it alone with its seed. Prompts with motifs run one at a time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
+    #[command(flatten)]
+    relax: RelaxArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -112,6 +114,12 @@ fn write_one(
         name,
         protein,
         args.format,
+        args.relax,
+        &prompt
+            .motifs
+            .iter()
+            .flat_map(|m| m.positions.iter().copied())
+            .collect::<Vec<_>>(),
         serde_json::json!({
             "seed": seed,
             "model": designer.model_path.display().to_string(),

@@ -14,6 +14,7 @@ use esm3_protein::metrics::{lddt, superposed_rmsd};
 use esm3_protein::residue_constants::{ATOM_TYPE_NUM, CA};
 use esm3_protein::{read_chain, ProteinChain};
 
+use super::design::{structure_for_writing, RelaxArgs};
 use super::device::DeviceArgs;
 
 #[derive(clap::Subcommand, Debug)]
@@ -34,6 +35,8 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
+        relax: RelaxArgs,
+        #[command(flatten)]
         model: VqvaeArgs,
     },
     /// Encode then decode a structure; report RMSD and LDDT-CA to the input.
@@ -44,6 +47,8 @@ pub enum Command {
         /// Also write the decoded structure here.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        relax: RelaxArgs,
         #[command(flatten)]
         model: VqvaeArgs,
     },
@@ -167,6 +172,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Decode {
             tokens,
             output,
+            relax,
             model,
         } => {
             let text = std::fs::read_to_string(&tokens)
@@ -212,20 +218,27 @@ pub fn run(command: Command) -> Result<()> {
                 );
             }
             let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
-            let chain = decoded_chain("decoded", &sequence, d.atom37)?;
+            let (atoms, relaxed) =
+                structure_for_writing("decoded", &d.atom37, &sequence, &[], relax);
+            let chain = decoded_chain("decoded", &sequence, atoms)?;
             write_structure(&output, &chain, &d.plddt)?;
             let mean = d.plddt.iter().sum::<f32>() / d.plddt.len() as f32;
             println!(
-                "wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}",
+                "wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}, {}",
                 output.display(),
                 codes.len(),
-                d.ptm
+                d.ptm,
+                match relaxed["rmsd"].as_f64() {
+                    Some(r) => format!("backbone relaxed (moved {r:.2} Å RMSD)"),
+                    None => "raw decoder backbone (--no-relax)".to_string(),
+                }
             );
         }
         Command::Roundtrip {
             file,
             chain,
             output,
+            relax,
             model,
         } => {
             let c = read_chain(&file, chain.as_deref())?;
@@ -240,11 +253,18 @@ pub fn run(command: Command) -> Result<()> {
                 .collect();
             let rmsd = superposed_rmsd(&pred, &truth, Some(&mask)).map(|(r, _)| r);
             let l = lddt(&pred, &truth, &mask, 15.0);
+            // The metrics are the decoder's (raw output); the file written is relaxed unless
+            // --no-relax, and the JSON says how far that moved it.
+            let mut relax_summary = serde_json::Value::Null;
             if let Some(out) = &output {
-                let chain = decoded_chain(&c.id, &c.sequence, d.atom37.clone())?;
+                let (atoms, json) =
+                    structure_for_writing(&c.id, &d.atom37, &c.sequence, &[], relax);
+                relax_summary = json;
+                let chain = decoded_chain(&c.id, &c.sequence, atoms)?;
                 write_structure(out, &chain, &d.plddt)?;
             }
             let json = serde_json::json!({
+                "relax": relax_summary,
                 "file": file.display().to_string(),
                 "chain": c.chain_id,
                 "length": c.len(),
