@@ -40,8 +40,8 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
     let tmp = tempfile::tempdir().unwrap();
     let model = bundle(tmp.path());
     let out = tmp.path().join("out");
-    let run = |dir: &Path, seed: &str| {
-        esm3(&[
+    let run = |dir: &Path, seed: &str, extra: &[&str]| {
+        let mut args = vec![
             "generate",
             "--length",
             "30",
@@ -55,9 +55,11 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
             s(dir),
             "--model-dir",
             s(&model),
-        ])
+        ];
+        args.extend_from_slice(extra);
+        esm3(&args)
     };
-    ok(&run(&out, "7"));
+    ok(&run(&out, "7", &[]));
     for i in 0..2 {
         let summary = json(&out.join(format!("design_{i}.json")));
         assert_eq!(summary["length"], 30);
@@ -87,22 +89,7 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
     // Written backbones are physical (checked here from the file, not from our checker) and
     // the JSON's relax RMSD is the distance from the raw decoder output `--no-relax` writes.
     let raw = tmp.path().join("raw");
-    ok(&esm3(&[
-        "generate",
-        "--length",
-        "30",
-        "-n",
-        "2",
-        "--num-steps",
-        "6",
-        "--seed",
-        "7",
-        "-o",
-        s(&raw),
-        "--model-dir",
-        s(&model),
-        "--no-relax",
-    ]));
+    ok(&run(&raw, "7", &["--no-relax"]));
     for i in 0..2 {
         let relaxed = read_chain(&out.join(format!("design_{i}.pdb")), None).unwrap();
         let unrelaxed = read_chain(&raw.join(format!("design_{i}.pdb")), None).unwrap();
@@ -143,7 +130,7 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
         assert!((moved - reported).abs() < 2e-3, "{moved} vs {reported}");
     }
     let again = tmp.path().join("again");
-    ok(&run(&again, "7"));
+    ok(&run(&again, "7", &[]));
     for f in ["design_0.fasta", "design_1.pdb"] {
         assert_eq!(
             std::fs::read(out.join(f)).unwrap(),

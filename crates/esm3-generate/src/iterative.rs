@@ -311,8 +311,10 @@ fn sample_batch<R: Rng>(
                 let l = logits.to_vec2::<f32>()?;
                 let width = l[0].len();
                 let ids = track.samplable_ids();
+                let invalid: std::collections::HashSet<i64> =
+                    config.invalid_ids.iter().copied().collect();
                 let valid: Vec<bool> = (0..width as i64)
-                    .map(|id| ids.contains(&id) && !config.invalid_ids.contains(&id))
+                    .map(|id| ids.contains(&id) && !invalid.contains(&id))
                     .collect();
                 for &p in &candidates {
                     let s = sample_position(&l[p], &valid, temperature, config.top_p, rngs.get(i));

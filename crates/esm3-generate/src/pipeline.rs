@@ -59,6 +59,21 @@ pub struct Esm3Pipeline {
     pub padding: PaddingAttention,
 }
 
+/// Keeps sampled structure tokens inside a codebook of `n_codes` codes. A trunk trained with a
+/// smaller VQ-VAE (the bundled model's has 256 codes) keeps the release's 4,096-way structure
+/// head, and its outputs above `n_codes` were never trained: a code from there would decode to
+/// an untrained embedding. For the release's 4,096-code tokenizer this changes nothing.
+pub fn restrict_to_codebook(config: &mut GenerationConfig, n_codes: usize) {
+    if config.track != Track::Structure {
+        return;
+    }
+    let outside = (n_codes as i64)..Track::Structure.samplable_ids().end;
+    let known: std::collections::HashSet<i64> = config.invalid_ids.iter().copied().collect();
+    config
+        .invalid_ids
+        .extend(outside.filter(|id| !known.contains(id)));
+}
+
 /// The function data directory: `$ESM3_FUNCTION_DATA`, else `data/function` of the repository
 /// the binary was built in or sits in.
 pub fn function_data_dir() -> std::path::PathBuf {
@@ -389,6 +404,10 @@ impl Esm3Pipeline {
                 .iter()
                 .map(|&i| state[i].as_ref().expect("live").clone())
                 .collect();
+            let mut config = config.clone();
+            if let Some(e) = &self.encoder {
+                restrict_to_codebook(&mut config, e.n_codes());
+            }
             let mut configs = vec![config.clone(); live.len()];
             let mut live_rngs: Vec<&mut R> = rngs
                 .iter_mut()
@@ -453,5 +472,32 @@ impl Esm3Pipeline {
                 Ok(result)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod codebook_tests {
+    use super::*;
+
+    #[test]
+    fn structure_sampling_is_kept_inside_a_small_codebook() {
+        let mut c = GenerationConfig::new(Track::Structure);
+        c.invalid_ids = vec![3, 300];
+        restrict_to_codebook(&mut c, 256);
+        let mut ids = c.invalid_ids.clone();
+        ids.sort();
+        let expected: Vec<i64> = std::iter::once(3).chain(256..4096).collect();
+        assert_eq!(ids, expected, "user ids kept, codes 256.. added once");
+        assert!(c.validate().is_ok());
+
+        let mut full = GenerationConfig::new(Track::Structure);
+        restrict_to_codebook(&mut full, 4096);
+        assert!(
+            full.invalid_ids.is_empty(),
+            "the release tokenizer is untouched"
+        );
+        let mut seq = GenerationConfig::new(Track::Sequence);
+        restrict_to_codebook(&mut seq, 256);
+        assert!(seq.invalid_ids.is_empty(), "other tracks are untouched");
     }
 }

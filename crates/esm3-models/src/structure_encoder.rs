@@ -141,6 +141,11 @@ fn relative_position_row(query: i64, key: i64) -> u32 {
 }
 
 impl StructureTokenEncoder {
+    /// Codes in this tokenizer's codebook (4,096 for the release's).
+    pub fn n_codes(&self) -> usize {
+        self.config.n_codes
+    }
+
     pub fn new(config: &StructureEncoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.d_model;
         let block = |_| BlockConfig {
