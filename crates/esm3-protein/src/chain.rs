@@ -44,6 +44,11 @@ pub struct ChainShapeError {
     pub expected: usize,
 }
 
+/// N, CA, C of every residue of an atom37 array.
+pub fn atom37_backbone(atom37: &[[Vec3; ATOM_TYPE_NUM]]) -> Vec<[Vec3; 3]> {
+    atom37.iter().map(|r| [r[N], r[CA], r[C]]).collect()
+}
+
 impl ProteinChain {
     /// A chain from per-residue data, checking that every vector matches the sequence length.
     pub fn new(
@@ -101,7 +106,7 @@ impl ProteinChain {
 
     /// N, CA, C of every residue, the input of [`crate::frames::backbone_frames`].
     pub fn backbone(&self) -> Vec<[Vec3; 3]> {
-        self.atom37.iter().map(|r| [r[N], r[CA], r[C]]).collect()
+        atom37_backbone(&self.atom37)
     }
 
     /// Which atoms are present: all three coordinates finite (the reference's `from_atom37`).

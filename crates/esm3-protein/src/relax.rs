@@ -284,7 +284,7 @@ pub fn relax_atom37(
     options: &RelaxOptions,
 ) -> (Vec<[Vec3; ATOM_TYPE_NUM]>, RelaxReport) {
     const O: usize = 4;
-    let backbone: Vec<[Vec3; 3]> = atom37.iter().map(|r| [r[N], r[CA], r[C]]).collect();
+    let backbone = crate::chain::atom37_backbone(atom37);
     let prolines: Vec<bool> = sequence.chars().map(|c| c == 'P').collect();
     let cis = (prolines.len() == atom37.len()).then_some(prolines.as_slice());
     let mut frozen = vec![false; atom37.len()];

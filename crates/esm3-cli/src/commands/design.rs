@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use esm3_generate::prompt::{restore_motifs, Prompt};
 use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
+use esm3_protein::chain::atom37_backbone;
 use esm3_protein::fasta::{write_fasta, FastaRecord};
 use esm3_protein::io::{write_mmcif, write_pdb};
-use esm3_protein::relax::{relax_atom37, GeometryReport, RelaxOptions};
+use esm3_protein::relax::{backbone_geometry, relax_atom37, GeometryReport, RelaxOptions};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_protein::residue_constants::{one_to_three, UNKNOWN_RESIDUE};
 use rand::SeedableRng;
@@ -59,12 +60,7 @@ pub fn structure_for_writing(
     relax: RelaxArgs,
 ) -> (Vec<[[f32; 3]; ATOM_TYPE_NUM]>, serde_json::Value) {
     let (atoms, json, written) = if relax.no_relax {
-        let g = esm3_protein::relax::backbone_geometry(
-            &atom37
-                .iter()
-                .map(|r| [r[0], r[1], r[2]])
-                .collect::<Vec<_>>(),
-        );
+        let g = backbone_geometry(&atom37_backbone(atom37));
         let json = serde_json::json!({ "applied": false, "written_geometry": geometry_json(&g) });
         (atom37.to_vec(), json, g)
     } else {

@@ -27,9 +27,9 @@ pub struct Args {
     /// grouped by length; the result of each equals folding it alone.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
-    /// Defaults for folding: entropy strategy, temperature 0 (deterministic).
     #[command(flatten)]
     relax: RelaxArgs,
+    /// Defaults for folding: entropy strategy, temperature 0 (deterministic).
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
