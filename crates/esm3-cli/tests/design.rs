@@ -63,7 +63,43 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
     for i in 0..2 {
         let summary = json(&out.join(format!("design_{i}.json")));
         assert_eq!(summary["length"], 30);
-        assert_eq!(summary["seed"], 7 + i);
+        // Attempt k of design i is seed 7 + i + 2k: the written one and the rejected ones
+        // together are exactly the attempts made, and a rejected one really failed the check.
+        let attempts = summary["attempts"].as_u64().unwrap();
+        assert!((1..=4).contains(&attempts), "{summary}");
+        let rejected = summary["rejected_attempts"].as_array().unwrap();
+        assert_eq!(rejected.len() as u64, attempts - 1, "{summary}");
+        let mut seeds: Vec<u64> = rejected
+            .iter()
+            .map(|r| r["seed"].as_u64().unwrap())
+            .collect();
+        seeds.push(summary["seed"].as_u64().unwrap());
+        seeds.sort_unstable();
+        let expected: Vec<u64> = (0..attempts).map(|k| 7 + i + 2 * k).collect();
+        assert_eq!(seeds, expected, "{summary}");
+        for r in rejected {
+            assert_eq!(r["complexity"]["passes"], false, "{r}");
+            let seq = r["sequence"].as_str().unwrap();
+            let report = esm3_protein::complexity::sequence_complexity(seq);
+            assert_eq!(
+                r["complexity"]["longest_homopolymer"],
+                report.longest_homopolymer
+            );
+        }
+        let passes = summary["complexity"]["passes"].as_bool().unwrap();
+        assert!(
+            passes || attempts == 4,
+            "a failing design is retried to the limit: {summary}"
+        );
+        if !passes {
+            // The least repetitive attempt is the one written.
+            let written = summary["complexity"]["low_complexity_fraction"]
+                .as_f64()
+                .unwrap();
+            for r in rejected {
+                assert!(written <= r["complexity"]["low_complexity_fraction"].as_f64().unwrap());
+            }
+        }
         let ptm = summary["ptm"].as_f64().unwrap();
         let plddt = summary["mean_plddt"].as_f64().unwrap();
         assert!(
@@ -72,7 +108,15 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
         );
         let chain = read_chain(&out.join(format!("design_{i}.pdb")), None).unwrap();
         assert_eq!(chain.len(), 30);
-        assert_eq!(chain.sequence, summary["sequence"].as_str().unwrap());
+        // The random-weight model may emit gap tokens, which have no residue name: UNK (X)
+        // in the structure file, kept as sampled in the summary.
+        let as_written: String = summary["sequence"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .map(|c| if matches!(c, '-' | '.') { 'X' } else { c })
+            .collect();
+        assert_eq!(chain.sequence, as_written);
         assert!(!chain.sequence.contains('_'));
         // pLDDT (0–100) is in the B-factor column.
         let mean_b = chain.b_factor.iter().sum::<f32>() / 30.0;
@@ -138,6 +182,27 @@ fn unconditional_generation_writes_files_and_is_reproducible() {
             "{f}: same seed, same output"
         );
     }
+    // The seed a summary names regenerates that design alone, with the check only reporting.
+    let seed = json(&out.join("design_1.json"))["seed"].to_string();
+    let alone = tmp.path().join("alone");
+    let mut args = vec![
+        "generate",
+        "--length",
+        "30",
+        "--num-steps",
+        "6",
+        "--max-attempts",
+        "1",
+    ];
+    args.extend_from_slice(&["--seed", &seed, "-o", s(&alone), "--model-dir", s(&model)]);
+    ok(&esm3(&args));
+    let single = json(&alone.join("design.json"));
+    assert_eq!(single["attempts"], 1);
+    assert_eq!(single["rejected_attempts"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        single["sequence"],
+        json(&out.join("design_1.json"))["sequence"]
+    );
 }
 
 #[test]

@@ -87,6 +87,46 @@ impl GenerationConfig {
         self.temperature_annealing = true;
     }
 
+    /// Structure prediction from a sequence, as `esm3 fold` does it: the most likely token,
+    /// lowest entropy first (deterministic).
+    pub fn folding() -> Self {
+        Self {
+            strategy: Strategy::Entropy,
+            temperature: 0.0,
+            temperature_annealing: false,
+            ..Self::new(Track::Structure)
+        }
+    }
+
+    /// The paper's sampling for designs of `length` residues (spec esm3-training.md §6.4–6.5):
+    /// a constant temperature of 0.7 over `length` decoding steps. At the SDK's defaults
+    /// (temperature 1.0 annealed, 20 steps) a small model falls into repeats.
+    pub fn paper_sampling(track: Track, length: usize) -> Self {
+        Self {
+            temperature: 0.7,
+            temperature_annealing: false,
+            num_steps: length.max(1),
+            ..Self::new(track)
+        }
+    }
+
+    /// The plan `esm3 generate --length` runs: every track by [`paper_sampling`](Self::paper_sampling),
+    /// except a structure that follows a generated sequence, which is predicted from it by
+    /// [`folding`](Self::folding) as the paper folds its designs.
+    pub fn unconditional_plan(tracks: &[Track], length: usize) -> Vec<Self> {
+        tracks
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                if t == Track::Structure && tracks[..i].contains(&Track::Sequence) {
+                    Self::folding()
+                } else {
+                    Self::paper_sampling(t, length)
+                }
+            })
+            .collect()
+    }
+
     /// Refuses values the sampler cannot honour.
     pub fn validate(&self) -> Result<(), String> {
         if self.num_steps == 0 {
@@ -109,5 +149,27 @@ impl GenerationConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unconditional_plan_folds_a_structure_that_follows_a_sequence() {
+        let plan = GenerationConfig::unconditional_plan(&[Track::Sequence, Track::Structure], 80);
+        assert_eq!(plan[0].track, Track::Sequence);
+        assert_eq!((plan[0].temperature, plan[0].num_steps), (0.7, 80));
+        assert!(!plan[0].temperature_annealing);
+        assert_eq!(plan[1].track, Track::Structure);
+        assert_eq!(
+            (plan[1].temperature, plan[1].strategy),
+            (0.0, Strategy::Entropy)
+        );
+        plan.iter().for_each(|c| c.validate().unwrap());
+        // A structure generated first is sampled, not folded: there is no sequence to fold.
+        let plan = GenerationConfig::unconditional_plan(&[Track::Structure, Track::Sequence], 5);
+        assert_eq!((plan[0].temperature, plan[0].num_steps), (0.7, 5));
     }
 }

@@ -4,6 +4,7 @@
 //! serves the model input path, file readers and metrics, and can be property-tested cheaply.
 
 pub mod chain;
+pub mod complexity;
 pub mod dssp;
 pub mod fasta;
 pub mod frames;

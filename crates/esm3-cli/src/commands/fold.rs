@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use esm3_generate::batching::length_batches;
 use esm3_generate::prompt::{Prompt, MAX_LENGTH};
-use esm3_generate::{EsmProtein, GenerationConfig, Strategy, Track};
+use esm3_generate::{EsmProtein, GenerationConfig};
 use esm3_protein::fasta::read_fasta_file;
 
 use super::design::{file_stem, write_design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
@@ -45,11 +45,7 @@ pub fn run(args: Args) -> Result<()> {
             designer.model_path.display()
         );
     }
-    let mut config = GenerationConfig::new(Track::Structure);
-    config.strategy = Strategy::Entropy;
-    config.temperature = 0.0;
-    config.temperature_annealing = false;
-    let config = args.sampling.apply(config);
+    let config = args.sampling.apply(GenerationConfig::folding());
     config.validate().map_err(anyhow::Error::msg)?;
     for r in &records {
         let n = r.sequence.chars().count();

@@ -270,7 +270,7 @@ const GENERATION_LENGTH: usize = 100;
 
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     use esm3_generate::prompt::Prompt;
-    use esm3_generate::{GenerationConfig, Strategy, Track};
+    use esm3_generate::{GenerationConfig, Track};
     use esm3_models::esm3::structure_ids;
     use esm3_train::card::{evaluate_split, Baselines, CardModels};
     use rand::{Rng, SeedableRng};
@@ -338,18 +338,10 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         // The paper's protocol (spec esm3-training.md §6.4): sequences sampled at a constant
         // temperature of 0.7 (L decoding steps, as in its prompt-following protocol), then
         // folded the way the fold metric above folds (argmax over `fold_steps` steps).
-        let sequence = GenerationConfig {
-            temperature: 0.7,
-            temperature_annealing: false,
-            num_steps: GENERATION_LENGTH,
-            ..GenerationConfig::new(Track::Sequence)
-        };
+        let sequence = GenerationConfig::paper_sampling(Track::Sequence, GENERATION_LENGTH);
         let fold = GenerationConfig {
-            temperature: 0.0,
-            temperature_annealing: false,
-            strategy: Strategy::Entropy,
             num_steps: args.fold_steps,
-            ..GenerationConfig::new(Track::Structure)
+            ..GenerationConfig::folding()
         };
         let plan = vec![sequence, fold];
         let prompt =
