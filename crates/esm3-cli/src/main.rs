@@ -52,11 +52,15 @@ enum Command {
     /// Train or fine-tune: the ESM3 trunk (masked multi-track objective) or the VQ-VAE.
     #[command(subcommand)]
     Train(commands::train::Command),
+    /// Serve models over HTTP with the Forge protocol, for the official `esm` client.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {
+        // A server's request log is its output.
+        0 if matches!(cli.command, Command::Serve(_)) => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -83,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Compare(a) => commands::compare::run(a),
         Command::Data(c) => commands::data::run(c),
         Command::Train(c) => commands::train::run(c),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

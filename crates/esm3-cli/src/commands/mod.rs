@@ -13,6 +13,7 @@ pub mod inverse_fold;
 pub mod model;
 pub mod progress;
 pub mod score;
+pub mod serve;
 pub mod structure;
 pub mod tokenize;
 pub mod train;
