@@ -449,3 +449,84 @@ fn a_disconnected_client_cancels_its_queued_job_and_sigterm_finishes_accepted_wo
     let log: Vec<String> = server.log.try_iter().collect();
     assert!(log.iter().any(|l| l.contains("shutdown")), "{log:?}");
 }
+
+#[test]
+fn structure_endpoints_and_esmc_under_the_esm3_client_shape() {
+    let server = start(&[], Some(TOKEN));
+    let p = server.port;
+    let t = Some(TOKEN);
+    // The structure client sends `"model": ""` by default.
+    let fold = post(
+        p,
+        "fold",
+        t,
+        &json!({"model": "", "sequence": "MKTAYIAKQR"}),
+    );
+    assert_eq!(fold.status, 200, "{}", fold.body);
+    let f = fold.json();
+    let coords = f["coordinates"].as_array().unwrap();
+    assert_eq!(coords.len(), 10);
+    assert!(coords.iter().all(|r| r.as_array().unwrap().len() == 37));
+    assert_eq!(f["plddt"].as_array().unwrap().len(), 10);
+    assert!((0.0..=1.0).contains(&f["ptm"].as_f64().unwrap()));
+    let inv = post(
+        p,
+        "inverse_fold",
+        t,
+        &json!({"model": "", "coordinates": f["coordinates"], "inverse_folding_config": {"invalid_ids": [], "temperature": 0.5}}),
+    );
+    assert_eq!(inv.status, 200, "{}", inv.body);
+    assert_eq!(inv.json()["sequence"].as_str().unwrap().chars().count(), 10);
+    // `esm.sdk.client()` talks to ESM C with the ESM3 client's bodies and reads all seven keys.
+    let enc = post(
+        p,
+        "encode",
+        t,
+        &json!({"model": "esmc-300m-2024-12", "inputs": {"sequence": "MKV", "structure": null, "secondary_structure": null, "sasa": null, "function": null, "residue_annotation": null, "coordinates": null}}),
+    );
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    let outputs = &enc.json()["outputs"];
+    assert_eq!(outputs["sequence"], json!([0, 20, 15, 7, 2]));
+    for key in [
+        "structure",
+        "secondary_structure",
+        "sasa",
+        "function",
+        "residue_annotation",
+        "coordinates",
+    ] {
+        assert!(
+            outputs.get(key).is_some_and(Value::is_null),
+            "{key}: {outputs}"
+        );
+    }
+    // Encode of a chain: the BOS/EOS coordinate rows are null (the client sends them back, and
+    // it cannot send an infinity).
+    // (A real PDB chain is the acceptance run's; here a hand-made one-residue backbone.)
+    let mut residue = vec![Value::Null; 37];
+    for (a, x) in [(0usize, 0.0), (1, 1.46), (2, 2.0)] {
+        residue[a] = json!([x, 0.0, 0.0]);
+    }
+    let enc = post(
+        p,
+        "encode",
+        t,
+        &json!({"model": "esm3-open", "inputs": {"sequence": "G", "coordinates": [residue.iter().map(|r| if r.is_null() { json!([null, null, null]) } else { r.clone() }).collect::<Vec<_>>()]}}),
+    );
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    let c = &enc.json()["outputs"]["coordinates"];
+    assert_eq!(c.as_array().unwrap().len(), 3, "{c}");
+    for slot in [0, 2] {
+        assert!(
+            c[slot]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a == &json!([null, null, null])),
+            "{c}"
+        );
+    }
+    // The residue's own atoms are finite (centred, as the reference's encode does).
+    assert!(c[1][1].as_array().unwrap().iter().all(Value::is_f64), "{c}");
+    assert_eq!(c[1][3], json!([null, null, null]));
+}

@@ -32,6 +32,8 @@ pub const CA_CA_CIS: f64 = 2.90;
 
 /// Tolerance of the checks on consecutive Cα–Cα (the range real chains span, trans).
 pub const CA_CA_TOLERANCE: f64 = 0.2;
+/// How close (Å) an input Cα–Cα must be to [`CA_CA_CIS`] for its peptide to stay cis.
+pub const CIS_EVIDENCE_TOLERANCE: f64 = 0.25;
 /// Tolerance of the checks on N–CA, CA–C and C–N (a few standard deviations of Engh & Huber).
 pub const BOND_TOLERANCE: f64 = 0.05;
 /// No two Cα of a chain are closer than this (the checks' clash threshold) …
@@ -388,8 +390,11 @@ fn bonded_terms(
                 K_ANGLE,
             ));
             let d_in = dist(backbone[i][1], backbone[j][1]);
+            // Cis only where the input really has a cis peptide's Cα–Cα: a decoder that
+            // squeezes every peptide to 1–2 Å gives no evidence of cis, and keeping each such
+            // proline "cis" left those bonds at 2.9 Å.
             let cis = cis_allowed.is_some_and(|c| c.get(j) == Some(&true))
-                && (d_in - CA_CA_CIS).abs() < (d_in - CA_CA_TRANS).abs();
+                && (d_in - CA_CA_CIS).abs() <= CIS_EVIDENCE_TOLERANCE;
             let d0 = if cis { CA_CA_CIS } else { CA_CA_TRANS };
             terms.push(t(atom(i, 1), atom(j, 1), d0, K_OMEGA));
         }
@@ -754,6 +759,30 @@ mod tests {
         assert!((dist(out[0][1], out[1][1]) - CA_CA_CIS).abs() < 0.15);
         let (out, _) = relax_backbone(&bb, None, None, &RelaxOptions::default());
         assert!((dist(out[0][1], out[1][1]) - CA_CA_TRANS).abs() < 0.15);
+    }
+
+    #[test]
+    fn a_squeezed_proline_peptide_is_not_taken_for_cis() {
+        // A decoder's 1.4 Å Cα–Cα before a proline is no cis peptide: it becomes trans.
+        let mut bb = real_backbone("biopython/1A8O.cif.gz");
+        bb.truncate(3);
+        let d = dist(bb[0][1], bb[1][1]);
+        let shift: Vec3 =
+            [0, 1, 2].map(|k| ((bb[0][1][k] - bb[1][1][k]) as f64 * (1.0 - 1.4 / d)) as f32);
+        for r in &mut bb[1..] {
+            for p in r.iter_mut() {
+                for k in 0..3 {
+                    p[k] += shift[k];
+                }
+            }
+        }
+        let cis = [false, true, false];
+        let (out, _) = relax_backbone(&bb, Some(&cis), None, &RelaxOptions::default());
+        assert!(
+            (dist(out[0][1], out[1][1]) - CA_CA_TRANS).abs() < 0.15,
+            "{}",
+            dist(out[0][1], out[1][1])
+        );
     }
 
     #[test]

@@ -683,7 +683,7 @@ fn sample_sasa(t: &ProteinTensor, logits: &[Vec<f32>], c: &TrackSampling) -> Val
     for i in 0..n {
         let mut l = logits[i].clone();
         let valid: Vec<bool> = (0..l.len() as i64)
-            .map(|id| samplable.contains(&id))
+            .map(|id| samplable.contains(&id) && !c.invalid_ids.contains(&id))
             .collect();
         mask_invalid(&mut l, &valid);
         let lp = log_softmax(&l);
