@@ -143,6 +143,43 @@ fn annotate_without_chain_gives_every_chain() {
 }
 
 #[test]
+fn annotate_sees_the_complex_unless_asked_per_chain() {
+    // 2BEG: five Aβ chains whose only β-sheet is between chains. mkdssp 4.2.2 on model 1 gives
+    // `-EEEEEEEEES--SEEEEEEEEEEE-` for every chain (fixtures/dssp/2BEG_model1_mkdssp.tsv).
+    let file = structure("format_pairs/biopython/2BEG.pdb.gz");
+    let together = stdout_json_lines(&esm3(&["annotate", &file]));
+    assert_eq!(together.len(), 5);
+    for r in &together {
+        assert_eq!(r["ss8"], "CEEEEEEEEESCCSEEEEEEEEEEEC", "{}", r["chain"]);
+    }
+    let alone = stdout_json_lines(&esm3(&["annotate", &file, "--per-chain", "--chain", "B,D"]));
+    let ids: Vec<&str> = alone.iter().map(|r| r["chain"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["B", "D"]);
+    assert!(alone
+        .iter()
+        .all(|r| !r["ss8"].as_str().unwrap().contains('E')));
+    // SASA: a chain buried in the fibril has less surface in the complex than alone.
+    let total = |args: &[&str]| -> f64 {
+        let out = stdout_json_lines(&esm3(
+            &[&["annotate", &file, "--chain", "C"], args].concat(),
+        ));
+        out[0]["sasa"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum()
+    };
+    let (complex, isolated) = (total(&[]), total(&["--sasa", "isolated"]));
+    assert!(
+        complex < 0.8 * isolated,
+        "complex {complex} Å², isolated {isolated} Å²"
+    );
+    assert_eq!(total(&["--per-chain"]), isolated);
+    assert_eq!(total(&["--per-chain", "--sasa", "complex"]), complex);
+}
+
+#[test]
 fn annotate_reports_a_missing_chain_and_file() {
     let o = esm3(&["annotate", &structure(FILE), "--chain", "Q"]);
     assert!(!o.status.success());

@@ -1,5 +1,8 @@
 //! `esm3 annotate`: per-residue SS8 (DSSP) and SASA of the protein chains of a structure file,
-//! the two structure-derived tracks ESM3 conditions on.
+//! the two structure-derived tracks ESM3 conditions on. By default both are computed over the
+//! whole first model, as mkdssp and FreeSASA do; `--per-chain` gives the reference's
+//! convention (`esm/utils/structure/protein_chain.py`: `ProteinChain.dssp()` and `.sasa()` see
+//! one chain), which is how the SS8 and SASA tracks of its training data were made.
 
 use std::path::PathBuf;
 
@@ -17,19 +20,36 @@ pub enum Format {
     Tsv,
 }
 
+/// Which atoms a chain's SASA sees.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SasaContext {
+    /// With every protein chain of the model present: the chain's surface in its complex.
+    Complex,
+    /// The chain alone, as the reference's `ProteinChain.sasa()` computes it.
+    Isolated,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// PDB or mmCIF file (optionally gzipped).
     file: PathBuf,
-    /// Author chain id; every protein chain of the first model when omitted.
+    /// Author chain ids to report (`A` or `A,B`); every protein chain of the first model when
+    /// omitted. The others still count as the chains' surroundings unless --per-chain.
+    #[arg(long, value_delimiter = ',')]
+    chain: Vec<String>,
+    /// DSSP of each chain alone, as the reference's `ProteinChain.dssp()` (and so the SS8 its
+    /// model was given) sees it. By default DSSP runs over all protein chains of the first
+    /// model together, as mkdssp does: β-sheets and H-bonds across chains count.
     #[arg(long)]
-    chain: Option<String>,
+    per_chain: bool,
+    /// SASA in the complex or of each chain alone. Default: complex, isolated with --per-chain.
+    #[arg(long, value_enum)]
+    sasa: Option<SasaContext>,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
 }
 
-/// Annotations of one chain. Each chain is computed alone, as the reference's
-/// `ProteinChain.dssp()` / `.sasa()` see one chain, so contacts with other chains do not count.
+/// Annotations of one chain.
 struct Annotation<'a> {
     chain: &'a ProteinChain,
     ss8: String,
@@ -39,9 +59,7 @@ struct Annotation<'a> {
     sasa_tokens: Vec<u32>,
 }
 
-fn annotate(chain: &ProteinChain) -> Annotation<'_> {
-    let ss8 = dssp::assign_chains(&[chain]).remove(0);
-    let per_residue = sasa::chains_sasa(&[chain]).remove(0);
+fn annotation<'a>(chain: &'a ProteinChain, ss8: String, per_residue: Vec<f64>) -> Annotation<'a> {
     let sasa: Vec<Option<f64>> = chain
         .atom37
         .iter()
@@ -65,15 +83,59 @@ fn annotate(chain: &ProteinChain) -> Annotation<'_> {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let chains: Vec<ProteinChain> = match &args.chain {
-        Some(id) => vec![esm3_protein::read_chain(&args.file, Some(id))?],
-        None => esm3_protein::read_structure(&args.file)?.into_chains(),
+/// DSSP and SASA of every chain, over the assembly or chain by chain.
+fn annotate_all(
+    chains: &[ProteinChain],
+    per_chain: bool,
+    sasa: SasaContext,
+) -> Vec<Annotation<'_>> {
+    let all: Vec<&ProteinChain> = chains.iter().collect();
+    let ss8 = if per_chain {
+        all.iter()
+            .map(|c| dssp::assign_chains(&[c]).remove(0))
+            .collect()
+    } else {
+        dssp::assign_chains(&all)
     };
+    let areas = match sasa {
+        SasaContext::Complex => sasa::chains_sasa(&all),
+        SasaContext::Isolated => all
+            .iter()
+            .map(|c| sasa::chains_sasa(&[c]).remove(0))
+            .collect(),
+    };
+    chains
+        .iter()
+        .zip(ss8)
+        .zip(areas)
+        .map(|((c, s), a)| annotation(c, s, a))
+        .collect()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let chains: Vec<ProteinChain> = esm3_protein::read_structure(&args.file)?.into_chains();
     if chains.is_empty() {
         bail!("{}: no protein chain", args.file.display());
     }
-    let annotations: Vec<Annotation> = chains.iter().map(annotate).collect();
+    for id in &args.chain {
+        if !chains.iter().any(|c| &c.chain_id == id) {
+            let known: Vec<String> = chains.iter().map(|c| format!("'{}'", c.chain_id)).collect();
+            bail!(
+                "{}: no protein chain '{id}' in the first model (chains: {})",
+                args.file.display(),
+                known.join(", ")
+            );
+        }
+    }
+    let context = args.sasa.unwrap_or(if args.per_chain {
+        SasaContext::Isolated
+    } else {
+        SasaContext::Complex
+    });
+    let annotations: Vec<Annotation> = annotate_all(&chains, args.per_chain, context)
+        .into_iter()
+        .filter(|a| args.chain.is_empty() || args.chain.contains(&a.chain.chain_id))
+        .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {
