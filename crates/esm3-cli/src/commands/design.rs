@@ -8,10 +8,11 @@ use esm3_generate::prompt::{restore_motifs, Prompt};
 use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
 use esm3_protein::chain::atom37_backbone;
 use esm3_protein::fasta::{write_fasta, FastaRecord};
-use esm3_protein::io::{write_mmcif, write_pdb};
+use esm3_protein::io::{write_mmcif_chains, write_pdb_chains};
 use esm3_protein::relax::{backbone_geometry, relax_atom37, GeometryReport, RelaxOptions};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_protein::residue_constants::{one_to_three, UNKNOWN_RESIDUE};
+use esm3_protein::ProteinChain;
 use rand::SeedableRng;
 
 use super::model::ModelArgs;
@@ -251,6 +252,46 @@ pub fn file_stem(id: &str) -> String {
         .collect()
 }
 
+/// The chains of a written protein: a sequence `AAA|BBB` (the chain-break token between
+/// chains, as the reference's `ProteinComplex` joins them) becomes chains A, B, … numbered from
+/// 1 each, the break positions dropped; with each chain, its positions in the whole sequence.
+pub fn split_at_chain_breaks(whole: &ProteinChain) -> Vec<(ProteinChain, std::ops::Range<usize>)> {
+    let letters: Vec<char> = whole.sequence.chars().collect();
+    if !letters.contains(&'|') {
+        return vec![(whole.clone(), 0..letters.len())];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in (0..=letters.len()).filter(|&i| i == letters.len() || letters[i] == '|') {
+        if end > start {
+            let id = chain_letter(out.len());
+            let n = end - start;
+            let chain = ProteinChain::new(
+                &whole.id,
+                &id,
+                letters[start..end].iter().collect::<String>(),
+                whole.atom37[start..end].to_vec(),
+                (1..=n as i32).collect(),
+                vec![' '; n],
+                whole.b_factor[start..end].to_vec(),
+            )
+            .expect("slices of a valid chain");
+            out.push((chain, start..end));
+        }
+        start = end + 1;
+    }
+    out
+}
+
+/// A, B, …, Z, then a, …, z, then 0–9: PDB's one-column chain ids in the usual order.
+fn chain_letter(k: usize) -> String {
+    const IDS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    IDS.chars()
+        .nth(k % IDS.len())
+        .expect("in range")
+        .to_string()
+}
+
 /// Writes `<dir>/<name>.fasta`, `<name>.pdb|cif` (when coordinates exist) and `<name>.json`.
 /// Decoded coordinates are relaxed unless `relax.no_relax`; residues in `fixed` (0-based,
 /// placed motifs) keep their atoms exactly.
@@ -279,52 +320,104 @@ pub fn write_design(
     let mut structure_file = None;
     let mut unknown_in_structure = Vec::new();
     let mut relax_summary = serde_json::Value::Null;
+    let mut chains_summary = serde_json::Value::Null;
     if protein.coordinates.is_some() && !sequence.contains('_') {
-        let mut chain = protein.to_chain(name).map_err(anyhow::Error::msg)?;
-        // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
-        // user gave are written as given.
-        if protein.plddt.is_some() {
-            let (atoms, json) = structure_for_writing(name, &chain.atom37, &sequence, fixed, relax);
-            chain.atom37 = atoms;
-            relax_summary = json;
+        let whole = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+        let mut chains = split_at_chain_breaks(&whole);
+        let mut relax_per_chain = Vec::new();
+        for (chain, range) in &mut chains {
+            // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
+            // user gave are written as given. Each chain alone: no bonds across a break.
+            if protein.plddt.is_some() {
+                let local: Vec<usize> = fixed
+                    .iter()
+                    .filter(|&&i| range.contains(&i))
+                    .map(|&i| i - range.start)
+                    .collect();
+                let label = if whole.sequence.contains('|') {
+                    format!("{name} chain {}", chain.chain_id)
+                } else {
+                    name.to_string()
+                };
+                let (atoms, json) =
+                    structure_for_writing(&label, &chain.atom37, &chain.sequence, &local, relax);
+                chain.atom37 = atoms;
+                relax_per_chain.push((chain.chain_id.clone(), json));
+            }
+            // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`):
+            // the model may sample them. The structure file writes them as UNK, as the
+            // reference does; the FASTA and JSON keep the sampled letters and the JSON lists
+            // the positions (1-based over the whole sequence).
+            let unknown: Vec<usize> = chain
+                .sequence
+                .chars()
+                .enumerate()
+                .filter(|&(_, l)| l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE)
+                .map(|(i, _)| range.start + i + 1)
+                .collect();
+            if !unknown.is_empty() {
+                chain.sequence = chain
+                    .sequence
+                    .chars()
+                    .map(|l| {
+                        if l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE {
+                            'X'
+                        } else {
+                            l
+                        }
+                    })
+                    .collect();
+                unknown_in_structure.extend(unknown);
+            }
         }
-        // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`): the
-        // model may sample them. The structure file writes them as UNK, as the reference does;
-        // the FASTA and JSON keep the sampled letters and the JSON lists the positions.
-        unknown_in_structure = chain
-            .sequence
-            .chars()
-            .enumerate()
-            .filter(|&(_, l)| l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE)
-            .map(|(i, _)| i + 1)
-            .collect();
         if !unknown_in_structure.is_empty() {
             eprintln!(
                 "warning: {name}: sequence letters without a residue name at positions {unknown_in_structure:?} (1-based) are UNK in the structure file"
             );
-            chain.sequence = chain
-                .sequence
-                .chars()
-                .map(|l| {
-                    if l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE {
-                        'X'
-                    } else {
-                        l
-                    }
-                })
-                .collect();
         }
-        let plddt100: Option<Vec<f32>> = protein
-            .plddt
-            .as_ref()
-            .map(|p| p.iter().map(|v| v * 100.0).collect());
+        relax_summary = match relax_per_chain.len() {
+            0 => serde_json::Value::Null,
+            1 if chains.len() == 1 => relax_per_chain.pop().expect("one").1,
+            _ => serde_json::Value::Object(relax_per_chain.into_iter().collect()),
+        };
+        let plddt100: Vec<Option<Vec<f32>>> = chains
+            .iter()
+            .map(|(_, r)| {
+                protein
+                    .plddt
+                    .as_ref()
+                    .map(|p| p[r.clone()].iter().map(|v| v * 100.0).collect())
+            })
+            .collect();
+        if chains.len() > 1 {
+            chains_summary = serde_json::Value::Array(
+                chains
+                    .iter()
+                    .zip(&plddt100)
+                    .map(|((c, r), p)| {
+                        serde_json::json!({
+                            "chain": c.chain_id,
+                            "start": r.start + 1,
+                            "end": r.end,
+                            "length": c.len(),
+                            "mean_plddt": p.as_ref().map(|p| p.iter().sum::<f32>() / 100.0 / p.len().max(1) as f32),
+                        })
+                    })
+                    .collect(),
+            );
+        }
+        let parts: Vec<(&ProteinChain, Option<&[f32]>)> = chains
+            .iter()
+            .zip(&plddt100)
+            .map(|((c, _), p)| (c, p.as_deref()))
+            .collect();
         let (path, mut buf) = match format {
             StructureFormat::Pdb => (dir.join(format!("{name}.pdb")), Vec::new()),
             StructureFormat::Cif => (dir.join(format!("{name}.cif")), Vec::new()),
         };
         match format {
-            StructureFormat::Pdb => write_pdb(&chain, plddt100.as_deref(), &mut buf)?,
-            StructureFormat::Cif => write_mmcif(&chain, plddt100.as_deref(), &mut buf)?,
+            StructureFormat::Pdb => write_pdb_chains(&parts, &mut buf)?,
+            StructureFormat::Cif => write_mmcif_chains(&parts, &mut buf)?,
         }
         std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
         structure_file = Some(path.file_name().unwrap().to_string_lossy().to_string());
@@ -346,6 +439,9 @@ pub fn write_design(
         "structure_file": structure_file,
         "relax": relax_summary,
     });
+    if !chains_summary.is_null() {
+        summary["chains"] = chains_summary;
+    }
     if !unknown_in_structure.is_empty() {
         summary["unk_in_structure_file"] = serde_json::json!(unknown_in_structure);
     }

@@ -48,6 +48,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = args.sampling.apply(GenerationConfig::folding());
     config.validate().map_err(anyhow::Error::msg)?;
     for r in &records {
+        check_chain_breaks(&r.sequence)
+            .map_err(|e| anyhow::anyhow!("{}: record `{}`: {e}", args.input.display(), r.id))?;
         let n = r.sequence.chars().count();
         if n > MAX_LENGTH {
             anyhow::bail!(
@@ -102,5 +104,30 @@ pub fn run(args: Args) -> Result<()> {
         records.len(),
         args.output.display()
     );
+    Ok(())
+}
+
+/// A complex is written `AAA|BBB`: each `|` between two chains. One at an end or two in a row
+/// would make an empty chain.
+pub fn check_chain_breaks(sequence: &str) -> Result<(), String> {
+    let letters: Vec<char> = sequence.chars().collect();
+    for (i, &c) in letters.iter().enumerate() {
+        if c != '|' {
+            continue;
+        }
+        if i == 0 || i + 1 == letters.len() {
+            return Err(format!(
+                "chain break `|` at position {} ends the sequence; `|` goes between two chains (AAA|BBB)",
+                i + 1
+            ));
+        }
+        if letters[i + 1] == '|' {
+            return Err(format!(
+                "two chain breaks `||` at positions {}-{}: an empty chain",
+                i + 1,
+                i + 2
+            ));
+        }
+    }
     Ok(())
 }

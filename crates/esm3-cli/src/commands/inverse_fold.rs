@@ -7,7 +7,7 @@ use esm3_generate::batching::length_batches;
 use esm3_generate::prompt::Prompt;
 use esm3_generate::{EsmProtein, GenerationConfig, Track};
 use esm3_protein::fasta::{write_fasta, FastaRecord};
-use esm3_protein::read_chain;
+use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 
 use super::design::{Designer, SamplingArgs};
 use super::model::ModelArgs;
@@ -18,9 +18,14 @@ pub struct Args {
     /// PDB/mmCIF files (plain or .gz).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Chain to design (default: the first protein chain of each file).
-    #[arg(long)]
-    chain: Option<String>,
+    /// Chain to design (default: the first protein chain of each file). Several (`A,B`) are
+    /// designed as one complex, joined by the chain-break token: `AAA|BBB` in the output.
+    #[arg(long, value_delimiter = ',')]
+    chain: Vec<String>,
+    /// Chains of the complex whose native sequence is kept (the partner of a binder): only the
+    /// other chains are designed, in the context of these.
+    #[arg(long, value_delimiter = ',')]
+    fix: Vec<String>,
     /// Output FASTA (default: standard output).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -54,22 +59,23 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut structures = Vec::new();
     for path in &args.inputs {
-        let chain = read_chain(path, args.chain.as_deref())?;
+        let complex = read_complex(path, &args.chain, &args.fix)?;
         let stem = path
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         let stem = stem.split('.').next().unwrap_or("structure").to_string();
         let prompt = Prompt {
-            name: format!("{stem}_{}", chain.chain_id),
+            name: format!("{stem}_{}", complex.ids.concat()),
             protein: EsmProtein {
-                coordinates: Some(chain.atom37.clone()),
+                sequence: complex.prompt_sequence.clone(),
+                coordinates: Some(complex.atom37.clone()),
                 ..EsmProtein::default()
             },
             motifs: Vec::new(),
             plan: vec![config.clone()],
         };
-        structures.push((path, chain, prompt));
+        structures.push((path, complex, prompt));
     }
     let jobs: Vec<Job> = (0..structures.len())
         .flat_map(|structure| (0..args.num_outputs).map(move |output| Job { structure, output }))
@@ -77,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     let output_order: Vec<(usize, usize)> = jobs.iter().map(|j| (j.structure, j.output)).collect();
     let lengths: Vec<usize> = jobs
         .iter()
-        .map(|j| structures[j.structure].1.len())
+        .map(|j| structures[j.structure].1.atom37.len())
         .collect();
     let pb = bar(jobs.len() as u64, "inverse folding");
     let mut designed: std::collections::HashMap<(usize, usize), FastaRecord> =
@@ -95,16 +101,20 @@ pub fn run(args: Args) -> Result<()> {
             designer.run_batch(&prompts, &seeds)?
         };
         for ((job, result), &seed) in chunk.iter().zip(results).zip(&seeds) {
-            let (path, chain, prompt) = &structures[job.structure];
-            let (protein, _) =
-                result.with_context(|| format!("{}: chain {}", path.display(), chain.chain_id))?;
+            let (path, complex, prompt) = &structures[job.structure];
+            let (protein, _) = result
+                .with_context(|| format!("{}: chain {}", path.display(), complex.ids.join(",")))?;
             let sequence = protein.sequence.unwrap_or_default();
-            let recovery = sequence
+            // Over the designed residues only (not fixed chains, not chain breaks).
+            let designed_positions: Vec<(char, char)> = sequence
                 .chars()
-                .zip(chain.sequence.chars())
-                .filter(|(a, b)| a == b)
-                .count() as f64
-                / chain.sequence.chars().count().max(1) as f64;
+                .zip(complex.native.chars())
+                .zip(&complex.designed)
+                .filter(|(_, &d)| d)
+                .map(|(pair, _)| pair)
+                .collect();
+            let recovery = designed_positions.iter().filter(|(a, b)| a == b).count() as f64
+                / designed_positions.len().max(1) as f64;
             designed.insert(
                 (job.structure, job.output),
                 FastaRecord {
@@ -135,4 +145,85 @@ pub fn run(args: Args) -> Result<()> {
         None => print!("{}", String::from_utf8_lossy(&buf)),
     }
     Ok(())
+}
+
+/// The chains to inverse-fold, joined as the reference's `ProteinComplex` joins them for the
+/// model: one chain-break position (`|`, no coordinates) between chains.
+struct Complex {
+    ids: Vec<String>,
+    /// Native sequence with `|` between chains.
+    native: String,
+    /// `_` where designed, native letters of fixed chains, `|` between chains; `None` for a
+    /// single designed chain (coordinates only, as before).
+    prompt_sequence: Option<String>,
+    atom37: Vec<[[f32; 3]; ATOM_TYPE_NUM]>,
+    /// Per position: designed (not fixed, not a break).
+    designed: Vec<bool>,
+}
+
+fn read_complex(path: &std::path::Path, ids: &[String], fix: &[String]) -> Result<Complex> {
+    let structure = esm3_protein::read_structure(path)?;
+    let all = structure.chains();
+    let known = || {
+        all.iter()
+            .map(|c| format!("'{}'", c.chain_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let pick = |id: &str| {
+        all.iter().find(|c| c.chain_id == id).with_context(|| {
+            format!(
+                "{}: no protein chain '{id}' (chains: {})",
+                path.display(),
+                known()
+            )
+        })
+    };
+    let chains: Vec<&esm3_protein::ProteinChain> = if ids.is_empty() {
+        vec![all
+            .first()
+            .with_context(|| format!("{}: no protein chain", path.display()))?]
+    } else {
+        ids.iter().map(|id| pick(id)).collect::<Result<_>>()?
+    };
+    for f in fix {
+        if !chains.iter().any(|c| &c.chain_id == f) {
+            anyhow::bail!(
+                "{}: --fix {f} is not among the chains given with --chain ({})",
+                path.display(),
+                ids.join(",")
+            );
+        }
+    }
+    if chains.iter().all(|c| fix.contains(&c.chain_id)) {
+        anyhow::bail!(
+            "{}: every chain is fixed; nothing to design",
+            path.display()
+        );
+    }
+    let mut out = Complex {
+        ids: chains.iter().map(|c| c.chain_id.clone()).collect(),
+        native: String::new(),
+        prompt_sequence: None,
+        atom37: Vec::new(),
+        designed: Vec::new(),
+    };
+    let mut prompt = String::new();
+    for (k, c) in chains.iter().enumerate() {
+        if k > 0 {
+            out.native.push('|');
+            prompt.push('|');
+            out.atom37.push([[f32::NAN; 3]; ATOM_TYPE_NUM]);
+            out.designed.push(false);
+        }
+        let fixed = fix.contains(&c.chain_id);
+        out.native.push_str(&c.sequence);
+        prompt.extend(c.sequence.chars().map(|l| if fixed { l } else { '_' }));
+        out.atom37.extend_from_slice(&c.atom37);
+        out.designed.extend(std::iter::repeat_n(!fixed, c.len()));
+    }
+    if chains.len() > 1 {
+        out.prompt_sequence = Some(prompt);
+    }
+    Ok(out)
 }

@@ -378,11 +378,22 @@ pub fn write_mmcif(
     plddt: Option<&[f32]>,
     w: &mut impl Write,
 ) -> Result<(), WriteError> {
-    let b = b_column(chain, plddt)?;
-    let id = if chain.id.is_empty() {
+    write_mmcif_chains(&[(chain, plddt)], w)
+}
+
+/// Writes chains of one model (a complex) as one `_atom_site` loop, as [`write_mmcif`] does for
+/// one; the data block is named after the first chain's `id`.
+pub fn write_mmcif_chains(
+    chains: &[(&ProteinChain, Option<&[f32]>)],
+    w: &mut impl Write,
+) -> Result<(), WriteError> {
+    let Some(&(first, plddt)) = chains.first() else {
+        return Ok(());
+    };
+    let id = if first.id.is_empty() {
         "structure"
     } else {
-        chain.id.as_str()
+        first.id.as_str()
     };
     let block: String = id
         .chars()
@@ -400,31 +411,34 @@ pub fn write_mmcif(
     for column in ATOM_SITE_COLUMNS {
         writeln!(w, "_atom_site.{column}")?;
     }
-    let chain_id = cif_value(&chain.chain_id);
     let mut serial = 0usize;
-    for (i, letter) in chain.sequence.chars().enumerate() {
-        let res_name = one_to_three(letter);
-        let ins = match chain.insertion_code[i] {
-            ' ' => "?".to_owned(),
-            c => cif_value(&c.to_string()),
-        };
-        for (slot, p) in chain.atom37[i].iter().enumerate() {
-            if !p.iter().all(|v| v.is_finite()) {
-                continue;
+    for &(chain, plddt) in chains {
+        let b = b_column(chain, plddt)?;
+        let chain_id = cif_value(&chain.chain_id);
+        for (i, letter) in chain.sequence.chars().enumerate() {
+            let res_name = one_to_three(letter);
+            let ins = match chain.insertion_code[i] {
+                ' ' => "?".to_owned(),
+                c => cif_value(&c.to_string()),
+            };
+            for (slot, p) in chain.atom37[i].iter().enumerate() {
+                if !p.iter().all(|v| v.is_finite()) {
+                    continue;
+                }
+                serial += 1;
+                let name = ATOM_TYPES[slot];
+                writeln!(
+                    w,
+                    "ATOM {serial} {} {name} {res_name} {chain_id} 1 {} {ins} {:.3} {:.3} {:.3} 1.00 {:.2} {} {chain_id} 1 {name}",
+                    &name[..1],
+                    i + 1,
+                    p[0],
+                    p[1],
+                    p[2],
+                    b[i],
+                    chain.residue_index[i],
+                )?;
             }
-            serial += 1;
-            let name = ATOM_TYPES[slot];
-            writeln!(
-                w,
-                "ATOM {serial} {} {name} {res_name} {chain_id} 1 {} {ins} {:.3} {:.3} {:.3} 1.00 {:.2} {} {chain_id} 1 {name}",
-                &name[..1],
-                i + 1,
-                p[0],
-                p[1],
-                p[2],
-                b[i],
-                chain.residue_index[i],
-            )?;
         }
     }
     writeln!(w, "#")?;

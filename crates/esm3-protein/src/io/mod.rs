@@ -37,9 +37,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use mmcif::parse_mmcif;
-pub use mmcif::write_mmcif;
+pub use mmcif::{write_mmcif, write_mmcif_chains};
 use pdb::parse_pdb;
-pub use pdb::write_pdb;
+pub use pdb::{write_pdb, write_pdb_chains};
 
 use crate::chain::{ProteinChain, MISSING};
 use crate::frames::Vec3;

@@ -108,6 +108,32 @@ pub fn write_pdb(
     plddt: Option<&[f32]>,
     w: &mut impl Write,
 ) -> Result<(), WriteError> {
+    write_pdb_chains(&[(chain, plddt)], w)
+}
+
+/// Writes chains of one model (a complex) as [`write_pdb`] does, each closed by `TER`, in one
+/// file. The `plddt` of each chain is all given or all absent (one `REMARK 3` says which).
+pub fn write_pdb_chains(
+    chains: &[(&ProteinChain, Option<&[f32]>)],
+    w: &mut impl Write,
+) -> Result<(), WriteError> {
+    let plddt = chains.first().and_then(|c| c.1);
+    writeln!(w, "REMARK   3 {}", b_column_meaning(plddt))?;
+    let mut serial = 0usize;
+    for (chain, p) in chains {
+        write_pdb_atoms(chain, *p, &mut serial, w)?;
+    }
+    writeln!(w, "END")?;
+    Ok(())
+}
+
+/// One chain's `ATOM` records and its `TER`, atom serials continuing from `serial`.
+fn write_pdb_atoms(
+    chain: &ProteinChain,
+    plddt: Option<&[f32]>,
+    serial: &mut usize,
+    w: &mut impl Write,
+) -> Result<(), WriteError> {
     let b = b_column(chain, plddt)?;
     let value_error = |message: String| WriteError::Value {
         chain: chain.chain_id.clone(),
@@ -123,8 +149,6 @@ pub fn write_pdb(
             )))
         }
     };
-    writeln!(w, "REMARK   3 {}", b_column_meaning(plddt))?;
-    let mut serial = 0usize;
     let mut last: Option<(String, i32, char)> = None;
     for (i, letter) in chain.sequence.chars().enumerate() {
         let res_name = one_to_three(letter);
@@ -156,7 +180,7 @@ pub fn write_pdb(
                     "coordinate {v} at position {i} does not fit the 8-column field"
                 )));
             }
-            serial += 1;
+            *serial += 1;
             let name = ATOM_TYPES[slot];
             // Names shorter than four characters start in column 14 (element right-aligned).
             let padded = if name.len() < 4 {
@@ -167,7 +191,7 @@ pub fn write_pdb(
             writeln!(
                 w,
                 "ATOM  {:>5} {} {:>3} {}{:>4}{}   {:>8.3}{:>8.3}{:>8.3}{:>6.2}{:>6.2}          {:>2}",
-                serial % 100_000,
+                *serial % 100_000,
                 padded,
                 res_name,
                 chain_char,
@@ -184,16 +208,17 @@ pub fn write_pdb(
         last = Some((res_name.to_owned(), res_seq, ins));
     }
     if let Some((res_name, res_seq, ins)) = last {
+        // The TER record takes a serial number too.
+        *serial += 1;
         writeln!(
             w,
             "TER   {:>5}      {:>3} {}{:>4}{}",
-            (serial + 1) % 100_000,
+            *serial % 100_000,
             res_name,
             chain_char,
             res_seq,
             ins
         )?;
     }
-    writeln!(w, "END")?;
     Ok(())
 }
