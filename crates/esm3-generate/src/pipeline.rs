@@ -244,9 +244,16 @@ impl Esm3Pipeline {
                     &HostArray::new(vec![n, ATOM_TYPE_NUM, 3], flat),
                     Some(&(1..=n as i64).collect::<Vec<_>>()),
                 )?;
+                // A chain break keeps the encoder's code, as the reference does: the forward
+                // replaces it by the chain-break token anyway, and decoding a complex needs a
+                // code at every position.
+                let breaks: Vec<bool> = match &p.sequence {
+                    Some(s) => s.chars().map(|c| c == '|').collect(),
+                    None => vec![false; n],
+                };
                 let mut ids = vec![Track::Structure.bos_id()];
                 for (i, c) in codes.into_iter().enumerate() {
-                    ids.push(if p.has_backbone(i) {
+                    ids.push(if p.has_backbone(i) || breaks[i] {
                         c
                     } else {
                         Track::Structure.mask_id()

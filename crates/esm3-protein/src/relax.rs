@@ -739,14 +739,13 @@ mod tests {
         assert!(empty.is_empty() && r.rmsd == 0.0);
     }
 
-    #[test]
-    fn a_cis_proline_peptide_stays_cis_when_allowed() {
-        // Residue 1 a proline whose peptide the input has cis: Cα–Cα 2.9 Å.
+    /// Three residues of a real chain, residues 1–2 moved rigidly so that Cα0–Cα1 is `d` Å.
+    fn first_peptide_at(d: f64) -> Vec<[Vec3; 3]> {
         let mut bb = real_backbone("biopython/1A8O.cif.gz");
         bb.truncate(3);
-        let d = dist(bb[0][1], bb[1][1]);
+        let now = dist(bb[0][1], bb[1][1]);
         let shift: Vec3 =
-            [0, 1, 2].map(|k| ((bb[0][1][k] - bb[1][1][k]) as f64 * (1.0 - CA_CA_CIS / d)) as f32);
+            [0, 1, 2].map(|k| ((bb[0][1][k] - bb[1][1][k]) as f64 * (1.0 - d / now)) as f32);
         for r in &mut bb[1..] {
             for p in r.iter_mut() {
                 for k in 0..3 {
@@ -754,6 +753,13 @@ mod tests {
                 }
             }
         }
+        bb
+    }
+
+    #[test]
+    fn a_cis_proline_peptide_stays_cis_when_allowed() {
+        // Residue 1 a proline whose peptide the input has cis: Cα–Cα 2.9 Å.
+        let bb = first_peptide_at(CA_CA_CIS);
         let cis = [false, true, false];
         let (out, _) = relax_backbone(&bb, Some(&cis), None, &RelaxOptions::default());
         assert!((dist(out[0][1], out[1][1]) - CA_CA_CIS).abs() < 0.15);
@@ -764,18 +770,7 @@ mod tests {
     #[test]
     fn a_squeezed_proline_peptide_is_not_taken_for_cis() {
         // A decoder's 1.4 Å Cα–Cα before a proline is no cis peptide: it becomes trans.
-        let mut bb = real_backbone("biopython/1A8O.cif.gz");
-        bb.truncate(3);
-        let d = dist(bb[0][1], bb[1][1]);
-        let shift: Vec3 =
-            [0, 1, 2].map(|k| ((bb[0][1][k] - bb[1][1][k]) as f64 * (1.0 - 1.4 / d)) as f32);
-        for r in &mut bb[1..] {
-            for p in r.iter_mut() {
-                for k in 0..3 {
-                    p[k] += shift[k];
-                }
-            }
-        }
+        let bb = first_peptide_at(1.4);
         let cis = [false, true, false];
         let (out, _) = relax_backbone(&bb, Some(&cis), None, &RelaxOptions::default());
         assert!(
