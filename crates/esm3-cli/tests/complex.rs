@@ -159,3 +159,88 @@ fn inverse_folding_designs_one_chain_with_its_partner_fixed() {
         common::stderr(&o)
     );
 }
+
+#[test]
+fn complexes_are_compared_with_their_chains_mapped() {
+    let file = structures().join("emboss-test/2hhb.ent.gz");
+    let tmp = tempfile::tempdir().unwrap();
+    // The same tetramer turned 90° about z, shifted, with chains relabelled A→W, B→X, C→Y, D→Z
+    // and written in the order Z, Y, X, W.
+    let mut chains = read_structure(&file).unwrap().into_chains();
+    for (c, id) in chains.iter_mut().zip(["W", "X", "Y", "Z"]) {
+        c.chain_id = id.to_string();
+        for atoms in c.atom37.iter_mut() {
+            for p in atoms.iter_mut() {
+                *p = [-p[1] + 10.0, p[0] - 5.0, p[2] + 2.0];
+            }
+        }
+    }
+    chains.reverse();
+    let moved = tmp.path().join("moved.pdb");
+    let parts: Vec<(&esm3_protein::ProteinChain, Option<&[f32]>)> =
+        chains.iter().map(|c| (c, None)).collect();
+    let mut buf = Vec::new();
+    esm3_protein::io::write_pdb_chains(&parts, &mut buf).unwrap();
+    std::fs::write(&moved, buf).unwrap();
+    let o = esm3(&["compare", s(&moved), s(&file), "--complex"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pairs: Vec<(String, String)> = v["chain_mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["chain_a"].as_str().unwrap().into(),
+                m["chain_b"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [("W", "A"), ("X", "B"), ("Y", "C"), ("Z", "D")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(pairs, want, "{v}");
+    assert!(v["tm_score"].as_f64().unwrap() > 0.9999, "{v}");
+    assert!(v["rmsd"].as_f64().unwrap() < 1e-2, "{v}");
+    assert_eq!(v["paired_residues"], 574);
+    // Each chain's score is the single-chain command's (whose TM-align is checked against the
+    // TM-align program in annotate.rs).
+    let single = esm3(&[
+        "compare",
+        s(&moved),
+        s(&file),
+        "--chain-a",
+        "X",
+        "--chain-b",
+        "B",
+    ]);
+    ok(&single);
+    let single: serde_json::Value = serde_json::from_slice(&single.stdout).unwrap();
+    assert_eq!(v["chain_mapping"][1]["tm_score"], single["tm_score"]);
+    // One chain displaced against the others: every chain is still perfect alone, the complex
+    // is not.
+    let mut shifted = chains.clone();
+    for atoms in shifted[0].atom37.iter_mut() {
+        for p in atoms.iter_mut() {
+            p[0] += 15.0;
+        }
+    }
+    let parts: Vec<(&esm3_protein::ProteinChain, Option<&[f32]>)> =
+        shifted.iter().map(|c| (c, None)).collect();
+    let mut buf = Vec::new();
+    esm3_protein::io::write_pdb_chains(&parts, &mut buf).unwrap();
+    std::fs::write(&moved, buf).unwrap();
+    let o = esm3(&["compare", s(&moved), s(&file), "--complex"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["chain_mapping"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["tm_score"].as_f64().unwrap() > 0.9999),
+        "{v}"
+    );
+    assert!(v["tm_score"].as_f64().unwrap() < 0.9, "{v}");
+}
