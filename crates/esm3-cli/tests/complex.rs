@@ -244,3 +244,48 @@ fn complexes_are_compared_with_their_chains_mapped() {
     );
     assert!(v["tm_score"].as_f64().unwrap() < 0.9, "{v}");
 }
+
+#[test]
+fn a_structure_roundtrip_keeps_chain_ids_and_numbering() {
+    // 1TII chains C and D (numbered from their author numbers, not from 1).
+    let file = structures().join("pymol-data/1tii.pdb.gz");
+    let native = read_structure(&file).unwrap();
+    let pick = |id: &str| {
+        native
+            .chains()
+            .iter()
+            .find(|c| c.chain_id == id)
+            .unwrap()
+            .clone()
+    };
+    let (c, d) = (pick("C"), pick("D"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rt.pdb");
+    let o = esm3(&[
+        "structure",
+        "roundtrip",
+        s(&file),
+        "--chain",
+        "C,D",
+        "-o",
+        s(&out),
+        "--model-dir",
+        s(&model()),
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["chain"], "C,D");
+    assert_eq!(v["length"], c.len() + d.len());
+    assert!(
+        v["relax"]["C"].is_object() && v["relax"]["D"].is_object(),
+        "{v}"
+    );
+    let back = read_structure(&out).unwrap();
+    let chains = back.chains();
+    assert_eq!(chains.len(), 2);
+    for (written, given) in chains.iter().zip([&c, &d]) {
+        assert_eq!(written.chain_id, given.chain_id);
+        assert_eq!(written.sequence, given.sequence);
+        assert_eq!(written.residue_index, given.residue_index);
+    }
+}

@@ -10,6 +10,7 @@ use esm3_models::structure_decoder::StructureTokenDecoder;
 use esm3_models::structure_encoder::StructureTokenEncoder;
 use esm3_models::{HostArray, ModelDir};
 use esm3_protein::io::{write_mmcif, write_pdb};
+use esm3_protein::io::{write_mmcif_chains, write_pdb_chains};
 use esm3_protein::metrics::{lddt, superposed_rmsd};
 use esm3_protein::residue_constants::{ATOM_TYPE_NUM, CA};
 use esm3_protein::{read_chain, ProteinChain};
@@ -42,8 +43,10 @@ pub enum Command {
     /// Encode then decode a structure; report RMSD and LDDT-CA to the input.
     Roundtrip {
         file: PathBuf,
-        #[arg(long)]
-        chain: Option<String>,
+        /// Chain (default: the first protein chain); several (`A,B`) go through as one complex,
+        /// as the reference's `ProteinComplex` does (chain breaks between them).
+        #[arg(long, value_delimiter = ',')]
+        chain: Vec<String>,
         /// Also write the decoded structure here.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -136,6 +139,40 @@ fn write_structure(path: &Path, chain: &ProteinChain, plddt: &[f32]) -> Result<(
         write_pdb(chain, Some(&plddt100), &mut buf)?;
     }
     std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Chains joined as the reference's `ProteinComplex` joins them for the model: a chain-break
+/// residue `|` without coordinates between chains; with each chain's rows in the joined chain.
+fn join_chains(parts: &[ProteinChain]) -> Result<(ProteinChain, Vec<std::ops::Range<usize>>)> {
+    if parts.len() == 1 {
+        return Ok((parts[0].clone(), vec![0..parts[0].len()]));
+    }
+    let (mut sequence, mut atom37, mut ranges) = (String::new(), Vec::new(), Vec::new());
+    for (k, p) in parts.iter().enumerate() {
+        if k > 0 {
+            sequence.push('|');
+            atom37.push([[f32::NAN; 3]; ATOM_TYPE_NUM]);
+        }
+        ranges.push(atom37.len()..atom37.len() + p.len());
+        sequence.push_str(&p.sequence);
+        atom37.extend_from_slice(&p.atom37);
+    }
+    let n = atom37.len();
+    let joined = ProteinChain::new(
+        &parts[0].id,
+        &parts
+            .iter()
+            .map(|p| p.chain_id.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        sequence,
+        atom37,
+        (1..=n as i32).collect(),
+        vec![' '; n],
+        vec![0.0; n],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((joined, ranges))
 }
 
 fn decoded_chain(
@@ -241,7 +278,29 @@ pub fn run(command: Command) -> Result<()> {
             relax,
             model,
         } => {
-            let c = read_chain(&file, chain.as_deref())?;
+            let parts: Vec<ProteinChain> = if chain.len() <= 1 {
+                vec![read_chain(&file, chain.first().map(String::as_str))?]
+            } else {
+                let all = esm3_protein::read_structure(&file)?.into_chains();
+                chain
+                    .iter()
+                    .map(|id| {
+                        all.iter()
+                            .find(|c| &c.chain_id == id)
+                            .cloned()
+                            .with_context(|| {
+                                let known: Vec<String> =
+                                    all.iter().map(|c| format!("'{}'", c.chain_id)).collect();
+                                format!(
+                                    "{}: no protein chain '{id}' (chains: {})",
+                                    file.display(),
+                                    known.join(", ")
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let (c, ranges) = join_chains(&parts)?;
             let codes = encode_chain(&model.encoder()?, &c)?;
             let d = model.decoder()?.decode_structure(&with_ends(&codes))?;
             let truth: Vec<[f32; 3]> = c.atom37.iter().map(|r| r[CA]).collect();
@@ -254,20 +313,53 @@ pub fn run(command: Command) -> Result<()> {
             let rmsd = superposed_rmsd(&pred, &truth, Some(&mask)).map(|(r, _)| r);
             let l = lddt(&pred, &truth, &mask, 15.0);
             // The metrics are the decoder's (raw output); the file written is relaxed unless
-            // --no-relax, and the JSON says how far that moved it.
+            // --no-relax, and the JSON says how far that moved it. Written with the input's
+            // chain ids and residue numbers, each chain relaxed alone.
             let mut relax_summary = serde_json::Value::Null;
             if let Some(out) = &output {
-                let (atoms, json) =
-                    structure_for_writing(&c.id, &d.atom37, &c.sequence, &[], relax);
-                relax_summary = json;
-                let chain = decoded_chain(&c.id, &c.sequence, atoms)?;
-                write_structure(out, &chain, &d.plddt)?;
+                let mut written = Vec::new();
+                let mut summaries = serde_json::Map::new();
+                for (part, range) in parts.iter().zip(&ranges) {
+                    let (atoms, json) = structure_for_writing(
+                        &format!("{} chain {}", part.id, part.chain_id),
+                        &d.atom37[range.clone()],
+                        &part.sequence,
+                        &[],
+                        relax,
+                    );
+                    summaries.insert(part.chain_id.clone(), json);
+                    let mut chain = part.clone();
+                    chain.atom37 = atoms;
+                    written.push((
+                        chain,
+                        d.plddt[range.clone()]
+                            .iter()
+                            .map(|v| v * 100.0)
+                            .collect::<Vec<f32>>(),
+                    ));
+                }
+                relax_summary = if parts.len() == 1 {
+                    summaries.into_iter().next().expect("one").1
+                } else {
+                    serde_json::Value::Object(summaries)
+                };
+                let refs: Vec<(&ProteinChain, Option<&[f32]>)> = written
+                    .iter()
+                    .map(|(c, p)| (c, Some(p.as_slice())))
+                    .collect();
+                let mut buf = Vec::new();
+                if out.extension().is_some_and(|e| e == "cif") {
+                    write_mmcif_chains(&refs, &mut buf)?;
+                } else {
+                    write_pdb_chains(&refs, &mut buf)?;
+                }
+                std::fs::write(out, buf).with_context(|| format!("writing {}", out.display()))?;
             }
             let json = serde_json::json!({
                 "relax": relax_summary,
                 "file": file.display().to_string(),
-                "chain": c.chain_id,
-                "length": c.len(),
+                "chain": parts.iter().map(|p| p.chain_id.clone()).collect::<Vec<_>>().join(","),
+                "length": parts.iter().map(ProteinChain::len).sum::<usize>(),
                 "ca_rmsd": rmsd,
                 "lddt_ca": l.global,
                 "ptm": d.ptm,
