@@ -54,9 +54,11 @@ fn start(extra: &[&str], env_tokens: Option<&str>) -> Server {
     });
     let mut seen = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no `listening on` line; stderr so far: {seen:?}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no `listening on` line; stderr so far: {seen:?}");
+        };
         if let Some(rest) = line.strip_prefix("listening on http://127.0.0.1:") {
             let port = rest.split_whitespace().next().unwrap().parse().unwrap();
             return Server {

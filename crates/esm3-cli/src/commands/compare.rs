@@ -113,13 +113,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Residue pairs (index into A's trace, index into B's trace) and TM-align's result, if it ran.
+type Pairing = (Vec<(usize, usize)>, Option<tmscore::TmAlign>);
+
 /// Residue pairs (index into A's trace, index into B's trace) of two chains, by TM-align or
 /// by residue number, with TM-align's result when it ran.
 fn pair_residues(
     ta: &[((i32, char), Vec3)],
     tb: &[((i32, char), Vec3)],
     by_residue: bool,
-) -> Result<(Vec<(usize, usize)>, Option<tmscore::TmAlign>)> {
+) -> Result<Pairing> {
     if by_residue {
         let index: std::collections::HashMap<_, _> =
             tb.iter().enumerate().map(|(j, t)| (t.0, j)).collect();

@@ -145,7 +145,8 @@ fn write_structure(path: &Path, chain: &ProteinChain, plddt: &[f32]) -> Result<(
 /// residue `|` without coordinates between chains; with each chain's rows in the joined chain.
 fn join_chains(parts: &[ProteinChain]) -> Result<(ProteinChain, Vec<std::ops::Range<usize>>)> {
     if parts.len() == 1 {
-        return Ok((parts[0].clone(), vec![0..parts[0].len()]));
+        let whole = 0..parts[0].len();
+        return Ok((parts[0].clone(), std::iter::once(whole).collect()));
     }
     let (mut sequence, mut atom37, mut ranges) = (String::new(), Vec::new(), Vec::new());
     for (k, p) in parts.iter().enumerate() {
@@ -160,7 +161,7 @@ fn join_chains(parts: &[ProteinChain]) -> Result<(ProteinChain, Vec<std::ops::Ra
     let n = atom37.len();
     let joined = ProteinChain::new(
         &parts[0].id,
-        &parts
+        parts
             .iter()
             .map(|p| p.chain_id.as_str())
             .collect::<Vec<_>>()
