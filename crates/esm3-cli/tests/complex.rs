@@ -160,6 +160,14 @@ fn inverse_folding_designs_one_chain_with_its_partner_fixed() {
     );
 }
 
+fn write_complex(chains: &[esm3_protein::ProteinChain], path: &std::path::Path) {
+    let parts: Vec<(&esm3_protein::ProteinChain, Option<&[f32]>)> =
+        chains.iter().map(|c| (c, None)).collect();
+    let mut buf = Vec::new();
+    esm3_protein::io::write_pdb_chains(&parts, &mut buf).unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
 #[test]
 fn complexes_are_compared_with_their_chains_mapped() {
     let file = structures().join("emboss-test/2hhb.ent.gz");
@@ -177,11 +185,7 @@ fn complexes_are_compared_with_their_chains_mapped() {
     }
     chains.reverse();
     let moved = tmp.path().join("moved.pdb");
-    let parts: Vec<(&esm3_protein::ProteinChain, Option<&[f32]>)> =
-        chains.iter().map(|c| (c, None)).collect();
-    let mut buf = Vec::new();
-    esm3_protein::io::write_pdb_chains(&parts, &mut buf).unwrap();
-    std::fs::write(&moved, buf).unwrap();
+    write_complex(&chains, &moved);
     let o = esm3(&["compare", s(&moved), s(&file), "--complex"]);
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -226,11 +230,7 @@ fn complexes_are_compared_with_their_chains_mapped() {
             p[0] += 15.0;
         }
     }
-    let parts: Vec<(&esm3_protein::ProteinChain, Option<&[f32]>)> =
-        shifted.iter().map(|c| (c, None)).collect();
-    let mut buf = Vec::new();
-    esm3_protein::io::write_pdb_chains(&parts, &mut buf).unwrap();
-    std::fs::write(&moved, buf).unwrap();
+    write_complex(&shifted, &moved);
     let o = esm3(&["compare", s(&moved), s(&file), "--complex"]);
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

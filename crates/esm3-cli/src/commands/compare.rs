@@ -54,26 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     let xa: Vec<Vec3> = ta.iter().map(|t| t.1).collect();
     let xb: Vec<Vec3> = tb.iter().map(|t| t.1).collect();
 
-    // Residue pairs (index into A's trace, index into B's trace).
-    let (pairs, tm_align) = if args.by_residue {
-        let index: std::collections::HashMap<_, _> =
-            tb.iter().enumerate().map(|(j, t)| (t.0, j)).collect();
-        let pairs: Vec<(usize, usize)> = ta
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| index.get(&t.0).map(|&j| (i, j)))
-            .collect();
-        (pairs, None)
-    } else {
-        let r = tmscore::tm_align(&xa, &xb).context("TM-align")?;
-        let pairs = r
-            .alignment
-            .iter()
-            .enumerate()
-            .filter_map(|(j, i)| i.map(|i| (i, j)))
-            .collect();
-        (pairs, Some(r))
-    };
+    let (pairs, tm_align) = pair_residues(&ta, &tb, args.by_residue)?;
     if pairs.len() < 3 {
         bail!(
             "only {} residue pairs between {} and {}; need at least 3",
