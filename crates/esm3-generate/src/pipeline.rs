@@ -331,6 +331,7 @@ impl Esm3Pipeline {
                 p.coordinates = Some(d.atom37);
                 p.plddt = Some(d.plddt);
                 p.ptm = Some(d.ptm);
+                p.predicted_aligned_error = Some(d.predicted_aligned_error);
             }
             _ => {
                 if let Some(c) = &t.coordinates {

@@ -25,6 +25,9 @@ pub struct EsmProtein {
     /// Per-residue confidence in 0..1 from the structure decoder.
     pub plddt: Option<Vec<f32>>,
     pub ptm: Option<f32>,
+    /// Predicted aligned error `[L, L]` row-major in Å, from the structure decoder. Not a field
+    /// of the SDK's `ESMProtein` (its decoder discards it); kept for the pictures.
+    pub predicted_aligned_error: Option<Vec<f32>>,
 }
 
 impl EsmProtein {
@@ -60,6 +63,14 @@ impl EsmProtein {
         check("sasa", self.sasa.as_ref().map(Vec::len))?;
         check("coordinates", self.coordinates.as_ref().map(Vec::len))?;
         check("plddt", self.plddt.as_ref().map(Vec::len))?;
+        if let Some(pae) = &self.predicted_aligned_error {
+            if pae.len() != n * n {
+                return Err(format!(
+                    "predicted_aligned_error has {} values, expected {n}×{n} for {n} residues",
+                    pae.len()
+                ));
+            }
+        }
         if n == 0 {
             return Err("the protein has length 0".into());
         }

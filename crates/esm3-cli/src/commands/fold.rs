@@ -11,12 +11,14 @@ use esm3_protein::fasta::read_fasta_file;
 use super::design::{file_stem, write_design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
 use super::progress::bar;
+use super::report::{ReportArgs, RunReport};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// FASTA file with one or many sequences (plain or .gz; `-` for standard input).
     input: PathBuf,
-    /// Output folder: <record id>.pdb (pLDDT as B-factor) and <record id>.json.
+    /// Output folder: <record id>.pdb (pLDDT as B-factor), <record id>.json and <record id>.png
+    /// (pLDDT and PAE), and report.html listing them all.
     #[arg(short, long)]
     output: PathBuf,
     #[arg(long, value_enum, default_value = "pdb")]
@@ -29,6 +31,8 @@ pub struct Args {
     batch_size: u64,
     #[command(flatten)]
     relax: RelaxArgs,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Defaults for folding: entropy strategy, temperature 0 (deterministic).
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -61,6 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Records of similar length share a batch; outputs do not depend on the grouping.
     let lengths: Vec<usize> = records.iter().map(|r| r.sequence.chars().count()).collect();
+    let mut report = RunReport::new(args.report, &args.output, esm3_report::PAGE)?;
     let pb = bar(records.len() as u64, "folding");
     for chunk in &length_batches(&lengths, args.batch_size as usize) {
         let prompts: Vec<Prompt> = chunk
@@ -84,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
             let r = &records[i];
             let (protein, _) =
                 result.with_context(|| format!("{}: record `{}`", args.input.display(), r.id))?;
-            write_design(
+            let summary = write_design(
                 &args.output,
                 &file_stem(&r.id),
                 &protein,
@@ -95,10 +100,16 @@ pub fn run(args: Args) -> Result<()> {
                     "seed": args.seed, "model": designer.model_path.display().to_string(), "config": config,
                 }),
             )?;
+            report.add_design(i, &summary, &protein)?;
             pb.inc(1);
         }
     }
     pb.finish_and_clear();
+    report.finish(&format!(
+        "esm3 fold: {} ({} sequences)",
+        args.input.display(),
+        records.len()
+    ))?;
     eprintln!(
         "folded {} sequences -> {}",
         records.len(),

@@ -10,6 +10,7 @@ use esm3_protein::complexity::{sequence_complexity, ComplexityReport, Complexity
 use super::design::{write_design, Design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
 use super::model::ModelArgs;
 use super::progress::bar;
+use super::report::{ReportArgs, RunReport};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,7 +26,8 @@ pub struct Args {
     /// How many designs.
     #[arg(short = 'n', long, default_value_t = 1)]
     num_outputs: usize,
-    /// Output folder: <name>.fasta, <name>.pdb, <name>.json per design.
+    /// Output folder: <name>.fasta, <name>.pdb, <name>.json and <name>.png (pLDDT and PAE) per
+    /// design, and report.html listing them all.
     #[arg(short, long, default_value = "designs")]
     output: PathBuf,
     #[arg(long, value_enum, default_value = "pdb")]
@@ -52,6 +54,8 @@ pub struct Args {
     batch_size: u64,
     #[command(flatten)]
     relax: RelaxArgs,
+    #[command(flatten)]
+    report: ReportArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -90,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         max_homopolymer_run: args.max_homopolymer,
     };
     let n = args.num_outputs;
+    let mut report = RunReport::new(args.report, &args.output, esm3_report::PAGE)?;
     let batch_bar = bar(n as u64, "designing");
     if n <= 1 {
         // One design: its own progress bar over the decoding steps instead.
@@ -154,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
                     rejected,
                     attempts: attempt + 1,
                 };
-                write_one(
+                let summary = write_one(
                     &args,
                     &designer,
                     &prompt,
@@ -163,6 +168,7 @@ pub fn run(args: Args) -> Result<()> {
                     &chosen.design,
                     check,
                 )?;
+                report.add_design(i, &summary, &chosen.design.0)?;
                 batch_bar.inc(1);
             }
         }
@@ -173,6 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         todo = again;
     }
     batch_bar.finish_and_clear();
+    report.finish(&format!("esm3 generate: {} ({n} designs)", prompt.name))?;
     if !failed_all.is_empty() {
         let what = if args.max_attempts == 1 {
             "(--max-attempts 1: reported, not retried)".to_string()
@@ -246,7 +253,7 @@ struct Check {
     attempts: u64,
 }
 
-/// Writes one design's files and prints its summary line.
+/// Writes one design's files and prints its summary line; returns its JSON summary.
 fn write_one(
     args: &Args,
     designer: &Designer,
@@ -255,7 +262,7 @@ fn write_one(
     seed: u64,
     (protein, motif_rmsd): &Design,
     check: Check,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     let summary = write_design(
         &args.output,
         name,
@@ -293,5 +300,5 @@ fn write_one(
             .map_or("-".into(), |v| format!("{v:.3}")),
         check.attempts,
     );
-    Ok(())
+    Ok(summary)
 }

@@ -12,6 +12,7 @@ pub mod import;
 pub mod inverse_fold;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod score;
 pub mod serve;
 pub mod structure;

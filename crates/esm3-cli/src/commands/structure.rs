@@ -17,6 +17,7 @@ use esm3_protein::{read_chain, ProteinChain};
 
 use super::design::{structure_for_writing, RelaxArgs};
 use super::device::DeviceArgs;
+use super::report::{ReportArgs, RunReport};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -32,11 +33,13 @@ pub enum Command {
     /// Structure tokens (JSON from `encode`, or a bare list of ids) → PDB/mmCIF with pLDDT.
     Decode {
         tokens: PathBuf,
-        /// Output .pdb or .cif.
+        /// Output .pdb or .cif; beside it <stem>.png (pLDDT and PAE) and <stem>_report.html.
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
         relax: RelaxArgs,
+        #[command(flatten)]
+        report: ReportArgs,
         #[command(flatten)]
         model: VqvaeArgs,
     },
@@ -194,6 +197,46 @@ fn decoded_chain(
     .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// `<stem>.png` and `<stem>_report.html` beside a decoded structure file: a page of its own, so
+/// decoding into a folder of designs does not replace that folder's `report.html`.
+fn write_decode_report(
+    args: ReportArgs,
+    output: &Path,
+    sequence: &str,
+    d: &esm3_models::structure_decoder::DecodedStructure,
+    mean_plddt: f32,
+) -> Result<()> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file = output
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = output
+        .file_stem()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut report = RunReport::new(args, &dir, &format!("{stem}_report.html"))?;
+    let record = esm3_report::ReportRecord {
+        name: stem.clone(),
+        sequence: sequence.to_string(),
+        mean_plddt: Some(mean_plddt * 100.0),
+        ptm: Some(d.ptm),
+        structure_file: Some(file),
+        chains: 1,
+        ..Default::default()
+    };
+    report.add(
+        record,
+        Some(&d.plddt),
+        Some(d.predicted_aligned_error.clone()),
+        Vec::new(),
+    )?;
+    report.finish(&format!("esm3 structure decode: {stem}"))
+}
+
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Encode { file, chain, model } => {
@@ -211,6 +254,7 @@ pub fn run(command: Command) -> Result<()> {
             tokens,
             output,
             relax,
+            report,
             model,
         } => {
             let text = std::fs::read_to_string(&tokens)
@@ -261,6 +305,7 @@ pub fn run(command: Command) -> Result<()> {
             let chain = decoded_chain("decoded", &sequence, atoms)?;
             write_structure(&output, &chain, &d.plddt)?;
             let mean = d.plddt.iter().sum::<f32>() / d.plddt.len() as f32;
+            write_decode_report(report, &output, &sequence, &d, mean)?;
             println!(
                 "wrote {} ({} residues): mean pLDDT {mean:.3}, pTM {:.3}, {}",
                 output.display(),
