@@ -26,7 +26,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Every file of `a` has the same bytes in `b`, and `b` has no others.
+/// Every file of `a` has the same bytes in `b`, and `b` has no others (folders compared inside).
 fn same_files(a: &Path, b: &Path) {
     let names = |d: &Path| {
         let mut v: Vec<String> = std::fs::read_dir(d)
@@ -38,6 +38,10 @@ fn same_files(a: &Path, b: &Path) {
     };
     assert_eq!(names(a), names(b));
     for n in names(a) {
+        if a.join(&n).is_dir() {
+            same_files(&a.join(&n), &b.join(&n));
+            continue;
+        }
         assert!(
             std::fs::read(a.join(&n)).unwrap() == std::fs::read(b.join(&n)).unwrap(),
             "{n} differs between {} and {}",

@@ -1,7 +1,7 @@
 //! `report.html`: one page listing every record of a run, sortable by pTM and pLDDT, with its
 //! confidence PNG and a 3D view coloured by pLDDT (3Dmol.js, vendored). It works from
 //! `file://` with no network: the viewer and the records' numbers are inside the page; each
-//! structure sits in `<page>_data/<k>.js` beside it (`report_data/` for `report.html`) and is loaded only when its record is
+//! structure sits in `<page>_data/<order>.js` beside it (`report_data/` for `report.html`) and is loaded only when its record is
 //! shown, so a run of 10,000 records gives a page of a few megabytes, not gigabytes.
 //!
 //! [`ReportWriter`] also draws the PNGs on worker threads while the caller goes on computing,
@@ -119,9 +119,21 @@ impl ReportWriter {
             .expect("workers live until finish");
     }
 
-    /// Adds a record; `structure` is the text of its PDB or mmCIF file as written.
+    /// Adds a record; `structure` is the text of its PDB or mmCIF file as written. Its script is
+    /// named by `record.order`, so the files do not depend on the order records arrive in; a
+    /// second record with the same `order` is an error.
     pub fn add(&mut self, record: ReportRecord, structure: Option<&str>) -> Result<()> {
-        let k = self.records.len();
+        let k = record.order;
+        if self.records.iter().any(|r| r.order == k) {
+            return Err(ReportError::Input(format!(
+                "two records at place {k} of the report ({} and {})",
+                self.records
+                    .iter()
+                    .find(|r| r.order == k)
+                    .map_or("", |r| r.name.as_str()),
+                record.name
+            )));
+        }
         let path = self
             .dir
             .join(data_dir_name(&self.page))
@@ -159,28 +171,16 @@ impl ReportWriter {
     }
 }
 
-/// A record as the page reads it: with the number of its structure script.
-#[derive(Serialize)]
-struct Row<'a> {
-    #[serde(flatten)]
-    record: &'a ReportRecord,
-    data: usize,
-}
-
-/// Writes the page at `path` for `records`; record k's structure was written as
-/// `<page stem>_data/<k>.js` beside it.
+/// Writes the page at `path` for `records`, whose structures were written as
+/// `<page stem>_data/<order>.js` beside it.
 pub fn write_report(path: &Path, title: &str, records: &[ReportRecord]) -> Result<PathBuf> {
     let page_name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let data_dir = data_dir_name(&page_name);
-    let mut rows: Vec<Row> = records
-        .iter()
-        .enumerate()
-        .map(|(data, record)| Row { record, data })
-        .collect();
-    rows.sort_by_key(|r| r.record.order);
+    let mut rows: Vec<&ReportRecord> = records.iter().collect();
+    rows.sort_by_key(|r| r.order);
     let records_json = serde_json::to_string(&rows).expect("plain data serialises");
     // The viewer first and the user's data last, so nothing a user named is scanned again
     // for a marker.
@@ -252,11 +252,10 @@ mod tests {
         // The template's two script blocks end once each: a record name cannot end one.
         assert_eq!(page.matches("</script").count(), 2);
         assert!(page.contains("d2\\u003c/script>"));
-        // Listed by `order`, each with its own structure script.
+        // Listed by `order`.
         let d2 = page.find("\"name\":\"d2").unwrap();
         let d0 = page.find("\"name\":\"d0").unwrap();
         assert!(d2 < d0, "d2 has order 0");
-        assert!(page.contains("\"data\":2"));
         assert!(page.contains("$3Dmol"), "viewer inlined");
         for k in 0..3 {
             assert!(dir.path().join(format!("d{k}.png")).is_file());
@@ -268,6 +267,23 @@ mod tests {
                 "{js}"
             );
         }
+    }
+
+    #[test]
+    fn two_records_at_one_place_are_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ReportWriter::new(dir.path(), PAGE, 1).unwrap();
+        let at = |name: &str| ReportRecord {
+            order: 4,
+            name: name.into(),
+            ..Default::default()
+        };
+        w.add(at("first"), None).unwrap();
+        let err = w.add(at("second"), None).unwrap_err().to_string();
+        assert!(
+            err.contains("place 4") && err.contains("first") && err.contains("second"),
+            "{err}"
+        );
     }
 
     #[test]

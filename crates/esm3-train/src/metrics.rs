@@ -114,26 +114,9 @@ fn write_csv(path: &Path, records: &[Map<String, Value>]) -> std::io::Result<()>
     Ok(())
 }
 
-/// Registers DejaVu Sans from the system for labels; without it the curves are drawn unlabelled.
+/// Labels use the font bundled with `esm3-report` (one font for every picture we draw).
 fn fonts_available() -> bool {
-    use std::sync::OnceLock;
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        let candidates = [
-            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/TTF/DejaVuSans.ttf",
-            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-        ];
-        for c in candidates {
-            if let Ok(bytes) = std::fs::read(c) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
-    })
+    esm3_report::fonts::ensure_registered()
 }
 
 type Series = Vec<(String, Vec<(f64, f64)>)>;
