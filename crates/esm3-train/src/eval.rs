@@ -16,10 +16,10 @@ use esm3_tokens::sequence as seq_vocab;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::loss::head_cross_entropy;
 use crate::noise::{
     collate, corrupt, CorruptedSample, NoiseConfig, Schedule, TrackNoise, TrainingProtein, IGNORE,
 };
-use crate::trunk::masked_cross_entropy;
 
 /// Summed cross-entropy and accuracy of one task.
 #[derive(Clone, Copy, Debug, Default)]
@@ -201,7 +201,7 @@ pub fn evaluate_trunk(
             let hidden_states = model.forward_hidden(&batch.input)?;
             let score = |head: Esm3Head, targets, into: &mut TaskScore| -> Result<()> {
                 if let Some((loss, n, correct)) =
-                    masked_cross_entropy(model, head, &hidden_states.normed, targets)?
+                    head_cross_entropy(model, head, &hidden_states.normed, targets)?
                 {
                     into.nll_sum += loss.to_scalar::<f32>()? as f64 * n as f64;
                     into.count += n;

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod heap;
+pub mod loss;
 pub mod metrics;
 pub mod noise;
 pub mod optim;

@@ -4,13 +4,13 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use esm3_models::config::{Esm3Config, ModelConfig};
 use esm3_models::{Esm3, Esm3Head, HostArray};
+use esm3_train::loss::head_cross_entropy;
 use esm3_train::noise::{collate, corrupt, NoiseConfig, TrainingProtein};
 use esm3_train::optim::{AdamW, AdamWConfig};
 use esm3_train::runner::train;
 use esm3_train::trainable::Trainable;
 use esm3_train::trunk::{
-    batch_loss, masked_cross_entropy, zero_padding_rows, zero_rows, TrunkObjective,
-    TrunkTrainConfig,
+    batch_loss, zero_padding_rows, zero_rows, TrunkObjective, TrunkTrainConfig,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -120,7 +120,7 @@ fn unsupervised_positions_carry_no_gradient() {
     let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, l, d), &Device::Cpu).unwrap()).unwrap();
     let targets: Vec<i64> = vec![-1, 5, -1, -1, 7, 9, -1, -1, -1];
     let t = HostArray::new(vec![1, l], targets.clone());
-    let (loss, n, _) = masked_cross_entropy(&esm3, Esm3Head::Sequence, h.as_tensor(), &t)
+    let (loss, n, _) = head_cross_entropy(&esm3, Esm3Head::Sequence, h.as_tensor(), &t)
         .unwrap()
         .unwrap();
     assert_eq!(n, 3);
