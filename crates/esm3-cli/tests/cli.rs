@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use esm3_models::init::{random_weights, write_model_dir};
+use esm3_models::init::random_weights;
+use esm3_models::model_dir::write_model_dir;
 use esm3_models::{EsmcConfig, ModelConfig};
 
 fn tiny_esmc(dir: &Path) -> ModelConfig {

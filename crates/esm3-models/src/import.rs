@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use candle_core::pickle::PthTensors;
 use candle_core::{DType, Tensor};
 
+use esm3_tokens::function::lsh::HYPERPLANES_FILE;
+use esm3_tokens::function::Hyperplanes;
+
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::model_dir::{ModelDir, CONFIG_FILE, WEIGHTS_FILE};
@@ -117,4 +120,28 @@ pub fn import_pth(pth: &Path, out_dir: &Path, config: Option<ModelConfig>) -> Re
         parameters,
         dtypes,
     })
+}
+/// Converts the official `hyperplanes_8bit_58641.npz` (or any npz of that layout) into
+/// `hyperplanes.safetensors` in `model_dir`, checking its width against the decoder's keyword
+/// vocabulary when the directory already holds a function-decoder config.
+pub fn import_hyperplanes(npz: &Path, model_dir: &Path) -> Result<Hyperplanes> {
+    let h = Hyperplanes::read_npz(npz).map_err(|e| ModelError::Input(e.to_string()))?;
+    let config_path = model_dir.join(CONFIG_FILE);
+    if config_path.is_file() {
+        if let crate::ModelConfig::FunctionDecoder(c) = crate::ModelConfig::load(&config_path)? {
+            if c.keyword_vocabulary_size != h.dim() {
+                return Err(ModelError::Input(format!(
+                    "{}: hyperplanes have dim {}, but the decoder in {} has {} keywords",
+                    npz.display(),
+                    h.dim(),
+                    model_dir.display(),
+                    c.keyword_vocabulary_size
+                )));
+            }
+        }
+    }
+    std::fs::create_dir_all(model_dir).map_err(|e| ModelError::io(model_dir, e))?;
+    h.write_safetensors(&model_dir.join(HYPERPLANES_FILE))
+        .map_err(|e| ModelError::Input(e.to_string()))?;
+    Ok(h)
 }

@@ -2,13 +2,11 @@
 //! build models of arbitrary shapes without a checkpoint.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
-use crate::error::{ModelError, Result};
-use crate::model_dir::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::error::Result;
 use crate::schema::schema;
 
 /// SplitMix64 + Box–Muller: tiny, seedable and identical on every platform.
@@ -73,22 +71,6 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> Result<HashMap<String,
         out.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
     }
     Ok(out)
-}
-
-/// Writes `config.json` + `model.safetensors`.
-pub fn write_model_dir(
-    dir: &Path,
-    config: &ModelConfig,
-    tensors: &HashMap<String, Tensor>,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    candle_core::safetensors::save(tensors, &weights).map_err(|e| ModelError::Unreadable {
-        path: weights,
-        message: format!("cannot write: {e}"),
-    })?;
-    let cfg = dir.join(CONFIG_FILE);
-    std::fs::write(&cfg, config.to_json()).map_err(|e| ModelError::io(&cfg, e))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Model directories: `config.json` + memory-mapped `model.safetensors`, checked before use.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use esm3_nn::MatmulPrecision;
 
@@ -143,4 +144,19 @@ impl ModelDir {
             }
         })
     }
+}
+/// Writes `config.json` + `model.safetensors`.
+pub fn write_model_dir(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    candle_core::safetensors::save(tensors, &weights).map_err(|e| ModelError::Unreadable {
+        path: weights,
+        message: format!("cannot write: {e}"),
+    })?;
+    let cfg = dir.join(CONFIG_FILE);
+    std::fs::write(&cfg, config.to_json()).map_err(|e| ModelError::io(&cfg, e))
 }

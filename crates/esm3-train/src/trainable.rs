@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use esm3_models::config::ModelConfig;
-use esm3_models::init::write_model_dir;
+use esm3_models::model_dir::write_model_dir;
 use esm3_models::schema::schema;
 
 use crate::optim::{decays, Param};

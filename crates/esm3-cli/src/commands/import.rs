@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<()> {
     // The official LSH hyperplanes (hyperplanes_8bit_58641.npz) go into a function-decoder
     // model directory as hyperplanes.safetensors.
     if args.file.extension().is_some_and(|e| e == "npz") {
-        let h = esm3_models::function_decoder::import_hyperplanes(&args.file, &args.out)?;
+        let h = esm3_models::import::import_hyperplanes(&args.file, &args.out)?;
         println!(
             "imported {} (8 tables x 8 hyperplanes x {} keywords) -> {}",
             args.file.display(),
