@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod dataset;
 pub mod promod3;
 pub mod purge;
+pub mod purge_rerun;
 pub mod shards;
 pub mod split;
 pub mod structures;

@@ -199,7 +199,7 @@ fn build(a: BuildArgs) -> Result<()> {
 
 fn purge(a: PurgeArgs) -> Result<()> {
     let bar = super::progress::bar(2, "purging held-out chains");
-    let report = esm3_data::purge::purge_dataset(
+    let report = esm3_data::purge_rerun::purge_dataset(
         &a.dir,
         &esm3_data::purge::PurgeParams::default(),
         a.shard_size,
