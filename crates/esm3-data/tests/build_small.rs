@@ -168,3 +168,74 @@ fn small_dataset_splits_excludes_and_round_trips() {
     let tsv3 = std::fs::read_to_string(out3.path().join("chains.tsv")).unwrap();
     assert_ne!(tsv, tsv3);
 }
+
+/// `esm3 data purge` (`purge_rerun::purge_dataset`) on a dataset built without the purge moves
+/// the same chains to the same splits as the purge run at build time, and leaves a folder that
+/// opens with those splits.
+#[test]
+fn purge_rerun_on_an_unpurged_dataset_equals_the_purge_at_build_time() {
+    use esm3_data::purge::PurgeParams;
+    use esm3_data::split::EXTERNAL_HOMOLOGOUS;
+
+    let ext = external_dir();
+    let at_build = tempfile::tempdir().unwrap();
+    build(
+        &config(ext.path(), 7),
+        at_build.path(),
+        &esm3_data::dataset::Silent,
+    )
+    .unwrap();
+    let mut unpurged = config(ext.path(), 7);
+    unpurged.purge = None;
+    let later = tempfile::tempdir().unwrap();
+    build(&unpurged, later.path(), &esm3_data::dataset::Silent).unwrap();
+    assert!(Dataset::open(later.path())
+        .unwrap()
+        .manifest()
+        .purge
+        .is_none());
+
+    let report =
+        esm3_data::purge_rerun::purge_dataset(later.path(), &PurgeParams::default(), 100).unwrap();
+    let (a, b) = (
+        Dataset::open(at_build.path()).unwrap(),
+        Dataset::open(later.path()).unwrap(),
+    );
+    let moves = |d: &Dataset| {
+        let mut v: Vec<(String, String, String)> = d
+            .manifest()
+            .purge
+            .as_ref()
+            .expect("purged")
+            .moved
+            .iter()
+            .map(|c| (c.name.clone(), c.from.clone(), c.to.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(moves(&b), moves(&a));
+    assert_eq!(report.moved.len(), moves(&b).len());
+    eprintln!("purge moved {} chains", report.moved.len());
+    let names = |d: &Dataset, split: &str| {
+        let mut v: Vec<String> = d
+            .split(split)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        v.sort();
+        v
+    };
+    for split in ["train", "valid", "test", "external", EXTERNAL_HOMOLOGOUS] {
+        assert_eq!(names(&b, split), names(&a, split), "{split}");
+    }
+    let chains = |d: &Dataset| {
+        d.manifest()
+            .counts
+            .values()
+            .map(|c| c.chains)
+            .sum::<usize>()
+    };
+    assert_eq!(chains(&b), chains(&a), "no chain lost or duplicated");
+}
