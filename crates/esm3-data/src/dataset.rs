@@ -359,10 +359,8 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
             .filter(|(_, s)| **s == "train")
             .map(|(r, _)| r)
             .collect();
-        // The purge's own link rule, looser than the clustering's by its margins, as
-        // `esm3 data purge` applies it (it was the clustering's rule here before).
-        let link = params.link_rule(&config.cluster);
-        let (moved, stats) = crate::purge::find_moves(&held, &train, &link, params, search_space);
+        let (moved, stats) =
+            crate::purge::find_moves(&held, &train, &config.cluster, params, search_space);
         progress.finish();
         let index: HashMap<&str, usize> = records
             .iter()
@@ -380,7 +378,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         }
         purge_record = Some(crate::purge::record(
             None,
-            &link,
+            &config.cluster,
             params,
             search_space,
             stats,

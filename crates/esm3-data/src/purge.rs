@@ -264,17 +264,19 @@ pub fn destination(from: &str) -> &'static str {
     }
 }
 
-/// Searches the `held` records (whose split is `split_of`) against `train`; returns the moves.
+/// Searches the `held` records (each with its split) against `train` under the dataset's
+/// `clustering` rule loosened by `params` ([`PurgeParams::link_rule`]); returns the moves.
 pub fn find_moves(
     held: &[(&ChainRecord, &str)],
     train: &[&ChainRecord],
-    link: &ClusterParams,
+    clustering: &ClusterParams,
     params: &PurgeParams,
     search_space: usize,
 ) -> (Vec<PurgedChain>, PurgeStats) {
     let q: Vec<&str> = held.iter().map(|(r, _)| r.sequence.as_str()).collect();
     let t: Vec<&str> = train.iter().map(|r| r.sequence.as_str()).collect();
-    let (hits, stats) = search(&q, &t, link, params, search_space);
+    let link = params.link_rule(clustering);
+    let (hits, stats) = search(&q, &t, &link, params, search_space);
     tracing::info!(
         "purge: {} held-out chains vs {} train chains: {} linked, {} alignments, {:.1} s",
         stats.queries,
@@ -309,10 +311,11 @@ pub fn reason(m: &PurgedChain) -> String {
     )
 }
 
-/// Merges a purge run into the manifest's record.
+/// Merges a purge run into the manifest's record, with the link rule it used (the dataset's
+/// `clustering` rule loosened by `params`).
 pub fn record(
     previous: Option<PurgeRecord>,
-    link: &ClusterParams,
+    clustering: &ClusterParams,
     params: &PurgeParams,
     search_space: usize,
     stats: PurgeStats,
@@ -328,6 +331,7 @@ pub fn record(
         .filter(|m| m.to == EXTERNAL_HOMOLOGOUS)
         .map(|m| m.name.clone())
         .collect();
+    let link = params.link_rule(clustering);
     PurgeRecord {
         params: params.clone(),
         min_identity: link.min_identity,

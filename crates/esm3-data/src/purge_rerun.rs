@@ -32,7 +32,6 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
     let started = Instant::now();
     let ds = Dataset::open(dir)?;
     let mut manifest: Manifest = ds.manifest().clone();
-    let link = params.link_rule(&manifest.cluster_params);
     let train = ds.split("train")?;
     let mut held: BTreeMap<&str, Vec<ChainRecord>> = BTreeMap::new();
     for s in HELD_OUT {
@@ -65,7 +64,13 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
         .flat_map(|(s, recs)| recs.iter().map(move |r| (r, *s)))
         .collect();
     let train_refs: Vec<&ChainRecord> = train.iter().collect();
-    let (moved, stats) = find_moves(&queries, &train_refs, &link, params, search_space);
+    let (moved, stats) = find_moves(
+        &queries,
+        &train_refs,
+        &manifest.cluster_params,
+        params,
+        search_space,
+    );
     let counts_before = manifest.counts.clone();
     let moved_to: HashMap<&str, &PurgedChain> =
         moved.iter().map(|m| (m.name.as_str(), m)).collect();
@@ -178,7 +183,7 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
     let seconds = started.elapsed().as_secs_f64();
     manifest.purge = Some(record(
         manifest.purge.take(),
-        &link,
+        &manifest.cluster_params,
         params,
         search_space,
         stats.clone(),
