@@ -9,7 +9,7 @@ pub mod fonts;
 pub mod page;
 pub mod plot;
 
-pub use page::{write_report, PlotJob, ReportRecord, ReportWriter, PAGE};
+pub use page::{PlotJob, ReportRecord, ReportWriter, PAGE};
 pub use plot::{confidence_png, ConfidencePlot};
 
 /// What can go wrong while drawing or writing pictures.

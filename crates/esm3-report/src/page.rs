@@ -1,12 +1,14 @@
 //! `report.html`: one page listing every record of a run, sortable by pTM and pLDDT, with its
 //! confidence PNG and a 3D view coloured by pLDDT (3Dmol.js, vendored). It works from
 //! `file://` with no network: the viewer and the records' numbers are inside the page; each
-//! structure sits in `<page>_data/<order>.js` beside it (`report_data/` for `report.html`) and is loaded only when its record is
-//! shown, so a run of 10,000 records gives a page of a few megabytes, not gigabytes.
+//! structure sits in `<page>_data/<order>.js` beside it (`report_data/` for `report.html`) and
+//! is loaded only when its record is shown, so a run of 10,000 records gives a page of a few
+//! megabytes, not gigabytes.
 //!
 //! [`ReportWriter`] also draws the PNGs on worker threads while the caller goes on computing,
 //! through a bounded queue, so memory stays bounded however many records a run has.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -63,7 +65,8 @@ pub struct PlotJob {
 pub struct ReportWriter {
     dir: PathBuf,
     page: String,
-    records: Vec<ReportRecord>,
+    /// By `order`: the page's order, and at most one record per place.
+    records: BTreeMap<usize, ReportRecord>,
     jobs: Option<mpsc::SyncSender<PlotJob>>,
     workers: Vec<JoinHandle<Vec<ReportError>>>,
 }
@@ -104,7 +107,7 @@ impl ReportWriter {
         Ok(Self {
             dir: dir.to_path_buf(),
             page: page.to_string(),
-            records: Vec::new(),
+            records: BTreeMap::new(),
             jobs: Some(send),
             workers,
         })
@@ -124,14 +127,10 @@ impl ReportWriter {
     /// second record with the same `order` is an error.
     pub fn add(&mut self, record: ReportRecord, structure: Option<&str>) -> Result<()> {
         let k = record.order;
-        if self.records.iter().any(|r| r.order == k) {
+        if let Some(first) = self.records.get(&k) {
             return Err(ReportError::Input(format!(
                 "two records at place {k} of the report ({} and {})",
-                self.records
-                    .iter()
-                    .find(|r| r.order == k)
-                    .map_or("", |r| r.name.as_str()),
-                record.name
+                first.name, record.name
             )));
         }
         let path = self
@@ -151,7 +150,7 @@ impl ReportWriter {
             None => format!("esm3Structure({k}, null, null);\n"),
         };
         std::fs::write(&path, body).map_err(|e| io_error(&path, e))?;
-        self.records.push(record);
+        self.records.insert(k, record);
         Ok(())
     }
 
@@ -163,7 +162,8 @@ impl ReportWriter {
         for w in self.workers.drain(..) {
             errors.extend(w.join().expect("plot worker panicked"));
         }
-        let path = write_report(&self.dir.join(&self.page), title, &self.records)?;
+        let rows: Vec<&ReportRecord> = self.records.values().collect();
+        let path = write_page(&self.dir.join(&self.page), title, &rows)?;
         match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(path),
@@ -171,17 +171,15 @@ impl ReportWriter {
     }
 }
 
-/// Writes the page at `path` for `records`, whose structures were written as
+/// Writes the page at `path` listing `rows` in the order given; their structures were written as
 /// `<page stem>_data/<order>.js` beside it.
-pub fn write_report(path: &Path, title: &str, records: &[ReportRecord]) -> Result<PathBuf> {
+fn write_page(path: &Path, title: &str, rows: &[&ReportRecord]) -> Result<PathBuf> {
     let page_name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let data_dir = data_dir_name(&page_name);
-    let mut rows: Vec<&ReportRecord> = records.iter().collect();
-    rows.sort_by_key(|r| r.order);
-    let records_json = serde_json::to_string(&rows).expect("plain data serialises");
+    let records_json = serde_json::to_string(rows).expect("plain data serialises");
     // The viewer first and the user's data last, so nothing a user named is scanned again
     // for a marker.
     let page = TEMPLATE
