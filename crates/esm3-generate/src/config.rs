@@ -98,6 +98,16 @@ impl GenerationConfig {
         }
     }
 
+    /// Sequence design for a given backbone, as `esm3 inverse-fold` does it: temperature 0.1,
+    /// no annealing, random order.
+    pub fn inverse_folding() -> Self {
+        Self {
+            temperature: 0.1,
+            temperature_annealing: false,
+            ..Self::new(Track::Sequence)
+        }
+    }
+
     /// The paper's sampling for designs of `length` residues (spec esm3-training.md §6.4–6.5):
     /// a constant temperature of 0.7 over `length` decoding steps. At the SDK's defaults
     /// (temperature 1.0 annealed, 20 steps) a small model falls into repeats.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use esm3_generate::batching::length_batches;
 use esm3_generate::prompt::Prompt;
-use esm3_generate::{EsmProtein, GenerationConfig, Track};
+use esm3_generate::{EsmProtein, GenerationConfig};
 use esm3_protein::fasta::{write_fasta, FastaRecord};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 
@@ -47,10 +47,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let designer = Designer::load(&args.model)?;
-    let mut config = GenerationConfig::new(Track::Sequence);
-    config.temperature = 0.1;
-    config.temperature_annealing = false;
-    let config = args.sampling.apply(config);
+    let config = args.sampling.apply(GenerationConfig::inverse_folding());
     config.validate().map_err(anyhow::Error::msg)?;
     // Every (structure, output) pair is one job; seeds are seed + output index as before.
     struct Job {

@@ -1,0 +1,121 @@
+"""Errors, threads and packaging of the esm3rs package itself."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import esm3rs
+from conftest import BUNDLED, REPO, UBIQUITIN
+
+
+def test_the_installed_wheel_is_what_runs():
+    # tools/py/test.sh installs the wheel into a fresh venv and runs from outside the sources.
+    assert "site-packages" in esm3rs.__file__, esm3rs.__file__
+    assert esm3rs._native.__file__.endswith(".abi3.so")
+
+
+def test_bad_residue_letter_is_a_value_error_naming_it(model):
+    with pytest.raises(ValueError, match="sequence 1:.*'J'|sequence 1:.*J"):
+        model.embed(["MKT", "MKJT"])
+    with pytest.raises(ValueError, match="J"):
+        model.score("MKJT")
+
+
+def test_bad_inputs_raise_value_error_with_our_message(model, esmc):
+    with pytest.raises(ValueError, match=r"coordinates has shape \(3, 14, 3\)"):
+        model.generate(esm3rs.ESMProtein(sequence="MKT", coordinates=np.zeros((3, 14, 3))), esm3rs.folding_config())
+    with pytest.raises(ValueError, match="residues, expected"):
+        model.generate(esm3rs.ESMProtein(sequence="MKT", secondary_structure="HH"), esm3rs.folding_config())
+    with pytest.raises(ValueError, match="track"):
+        model.generate("MKT", esm3rs.GenerationConfig())
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate("MK__", esm3rs.GenerationConfig(track="sequence", temperature=-1.0))
+    with pytest.raises(ValueError, match="schedule"):
+        model.generate("MK__", esm3rs.GenerationConfig(track="sequence", schedule="square"))
+    with pytest.raises(ValueError, match="ESM C"):
+        esmc.fold("MKT")
+    with pytest.raises(ValueError, match="variant|mutation|position"):
+        model.masked_marginals("MKT", ["K9A"])
+    with pytest.raises(ValueError, match="unknown track"):
+        esm3rs.unconditional_plan(10, ["sequence", "shape"])
+
+
+def test_missing_files_are_named():
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        esm3rs.load(REPO / "no-such-model")
+    with pytest.raises(FileNotFoundError, match="nothere.pdb"):
+        esm3rs.ESMProtein.from_pdb("/nothere.pdb")
+    with pytest.raises(ValueError, match="chain 'Q'"):
+        esm3rs.ESMProtein.from_pdb(UBIQUITIN, chain_id="Q")
+
+
+def test_truncated_pdb_is_a_value_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.pdb"
+    bad.write_text("ATOM      1  N   MET A   1      27.3\n")
+    with pytest.raises(ValueError, match="bad.pdb"):
+        esm3rs.ESMProtein.from_pdb(bad)
+
+
+def test_compute_releases_the_gil(model):
+    """While one thread scores, another keeps running Python: the GIL is not held."""
+    sequence = "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG"
+    t0 = time.perf_counter()
+    model.score(sequence)
+    alone = time.perf_counter() - t0
+    done = threading.Event()
+
+    def work():
+        model.score(sequence)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    ticks = 0
+    worker.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    # A tick takes a little over 1 ms, so a free main thread gets near 1000 per second of the
+    # call; holding the GIL for the whole call would leave it a handful.
+    assert ticks > 100 * alone, (ticks, alone)
+
+
+def test_threads_share_one_model(model):
+    seqs = ["MKTAYIAKQR", "GSHMSEQ", "MQIFVKTLTG", "PEPTIDEK"]
+    expected = [e.mean for e in model.embed(seqs)]
+    results = [None] * len(seqs)
+
+    def work(i):
+        results[i] = model.embed(seqs[i]).mean
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(seqs))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_default_model_is_found_from_the_repository(monkeypatch):
+    monkeypatch.delenv("ESM3_MODEL_DIR", raising=False)
+    monkeypatch.chdir(REPO / "crates")
+    assert os.path.samefile(esm3rs.load().path, BUNDLED)
+
+
+def test_pdb_round_trip_keeps_coordinates(tmp_path):
+    native = esm3rs.ESMProtein.from_pdb(UBIQUITIN)
+    native.to_pdb(tmp_path / "ubq.pdb")
+    again = esm3rs.ESMProtein.from_pdb(tmp_path / "ubq.pdb")
+    assert again.sequence == native.sequence
+    np.testing.assert_allclose(again.coordinates, native.coordinates, atol=5e-4, equal_nan=True)
+
+
+def test_presets_are_the_cli_presets():
+    f = esm3rs.folding_config()
+    assert (f.track, f.temperature, f.strategy) == ("structure", 0.0, "entropy")
+    i = esm3rs.inverse_folding_config()
+    assert (i.track, i.temperature, i.temperature_annealing) == ("sequence", 0.1, False)
+    plan = esm3rs.unconditional_plan(50)
+    assert plan[0].num_steps == 50 and plan[0].temperature == 0.7
