@@ -42,6 +42,60 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// Options from the names users type (`--device`/`--dtype`, `esm3rs.load(device=, dtype=)`):
+    /// device `cpu`, `cuda` or `cuda:N`; dtype `f32` (reference parity), `bf16` or `f16`. On a
+    /// CPU with AVX512-BF16, `bf16` multiplies the Linear layers in bf16 and keeps the rest f32;
+    /// elsewhere every tensor is bf16.
+    pub fn from_names(device: &str, dtype: &str) -> std::result::Result<Self, String> {
+        let device = match device {
+            "cpu" => Device::Cpu,
+            d if d == "cuda" || d.starts_with("cuda:") => {
+                let ordinal = match d.strip_prefix("cuda:") {
+                    Some(n) => n
+                        .parse()
+                        .map_err(|_| format!("device `{d}`: expected cuda:N with N a number"))?,
+                    None => 0,
+                };
+                Device::new_cuda(ordinal).map_err(|e| {
+                    // candle appends a backtrace to its errors: the first line says what failed.
+                    let cause = e.to_string();
+                    let cause = cause.lines().next().unwrap_or_default().to_string();
+                    let hint = if cfg!(feature = "cuda") {
+                        "is there an NVIDIA GPU with its driver, and is the ordinal in range?"
+                    } else {
+                        "this build has no CUDA backend: build with --features cuda"
+                    };
+                    format!("cannot open CUDA device {ordinal}: {cause} ({hint})")
+                })?
+            }
+            other => {
+                return Err(format!(
+                    "unknown device `{other}`: expected cpu, cuda or cuda:N"
+                ))
+            }
+        };
+        let (dtype, matmul) = match dtype {
+            "f32" => (DType::F32, MatmulPrecision::Native),
+            "bf16" if device.is_cpu() && esm3_nn::linear::bf16_available() => {
+                (DType::F32, MatmulPrecision::Bf16)
+            }
+            "bf16" => (DType::BF16, MatmulPrecision::Native),
+            "f16" => (DType::F16, MatmulPrecision::Native),
+            other => {
+                return Err(format!(
+                    "unknown dtype `{other}`: expected f32, bf16 or f16"
+                ))
+            }
+        };
+        Ok(Self {
+            device,
+            dtype,
+            matmul,
+        })
+    }
+}
+
 // One per process, moved rarely: boxing the large variants buys nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum LoadedModel {
@@ -159,4 +213,35 @@ pub fn write_model_dir(
     })?;
     let cfg = dir.join(CONFIG_FILE);
     std::fs::write(&cfg, config.to_json()).map_err(|e| ModelError::io(&cfg, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_options_from_names_take_what_users_type_and_name_what_is_wrong() {
+        let o = LoadOptions::from_names("cpu", "f32").unwrap();
+        assert!(o.device.is_cpu());
+        assert_eq!((o.dtype, o.matmul), (DType::F32, MatmulPrecision::Native));
+        let bf16 = LoadOptions::from_names("cpu", "bf16").unwrap();
+        if esm3_nn::linear::bf16_available() {
+            assert_eq!(
+                (bf16.dtype, bf16.matmul),
+                (DType::F32, MatmulPrecision::Bf16)
+            );
+        } else {
+            assert_eq!(bf16.dtype, DType::BF16);
+        }
+        let e = LoadOptions::from_names("gpu", "f32").unwrap_err();
+        assert!(e.contains("unknown device `gpu`"), "{e}");
+        let e = LoadOptions::from_names("cpu", "f64").unwrap_err();
+        assert!(e.contains("unknown dtype `f64`"), "{e}");
+        let e = LoadOptions::from_names("cuda:x", "f32").unwrap_err();
+        assert!(e.contains("cuda:N"), "{e}");
+        if !cfg!(feature = "cuda") {
+            let e = LoadOptions::from_names("cuda", "f32").unwrap_err();
+            assert!(e.contains("no CUDA backend"), "{e}");
+        }
+    }
 }

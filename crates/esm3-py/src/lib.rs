@@ -25,7 +25,7 @@ use esm3_generate::{
     ProteinTensor, Track,
 };
 use esm3_models::model_dir::LoadedModel;
-use esm3_models::{bf16_available, Esmc, LoadOptions, MatmulPrecision, ModelDir};
+use esm3_models::{Esmc, LoadOptions, ModelDir};
 use esm3_protein::relax::{relax_atom37, RelaxOptions};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_tokens::function::FunctionAnnotation;
@@ -48,47 +48,7 @@ fn runtime_err(e: impl std::fmt::Display) -> PyErr {
 }
 
 fn load_options(device: &str, dtype: &str) -> PyResult<LoadOptions> {
-    let device = match device {
-        "cpu" => Device::Cpu,
-        d if d == "cuda" || d.starts_with("cuda:") => {
-            let ordinal = d
-                .strip_prefix("cuda:")
-                .map(|n| {
-                    n.parse::<usize>().map_err(|_| {
-                        PyValueError::new_err(format!("device `{d}`: expected cuda:N"))
-                    })
-                })
-                .transpose()?
-                .unwrap_or(0);
-            Device::new_cuda(ordinal).map_err(|e| {
-                let first = e.to_string();
-                PyValueError::new_err(format!(
-                    "cannot open CUDA device {ordinal}: {} (this wheel is CPU-only unless built with --features esm3-models/cuda)",
-                    first.lines().next().unwrap_or_default()
-                ))
-            })?
-        }
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown device `{other}`: expected cpu, cuda or cuda:N"
-            )))
-        }
-    };
-    let (dtype, matmul) = match dtype {
-        "f32" => (DType::F32, MatmulPrecision::Native),
-        "bf16" if device.is_cpu() && bf16_available() => (DType::F32, MatmulPrecision::Bf16),
-        "bf16" => (DType::BF16, MatmulPrecision::Native),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown dtype `{other}`: expected f32 or bf16"
-            )))
-        }
-    };
-    Ok(LoadOptions {
-        device,
-        dtype,
-        matmul,
-    })
+    LoadOptions::from_names(device, dtype).map_err(PyValueError::new_err)
 }
 
 enum Engine {

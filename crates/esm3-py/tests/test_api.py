@@ -43,6 +43,13 @@ def test_bad_inputs_raise_value_error_with_our_message(model, esmc):
         esm3rs.unconditional_plan(10, ["sequence", "shape"])
 
 
+def test_bad_device_or_dtype_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown dtype `f64`"):
+        esm3rs.load(BUNDLED, dtype="f64")
+    with pytest.raises(ValueError, match="unknown device `tpu`"):
+        esm3rs.load(BUNDLED, device="tpu")
+
+
 def test_missing_files_are_named():
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         esm3rs.load(REPO / "no-such-model")
