@@ -2,20 +2,17 @@
 //! the reference fixtures (tools/reference/make_vqvae_fixtures.py).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use candle_core::{DType, Device, Tensor};
+use esm3_test_support::reference_fixtures;
 
 fn esm3(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_esm3"))
         .args(args)
         .output()
         .expect("run esm3")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
 }
 
 fn s(p: &Path) -> &str {
@@ -30,7 +27,7 @@ fn forward(model: &str, input: &Path, output: &Path) -> Output {
     esm3(&[
         "forward",
         "--model-dir",
-        s(&fixtures().join(model).join("model")),
+        s(&reference_fixtures().join(model).join("model")),
         "--input",
         s(input),
         "--output",
@@ -54,7 +51,7 @@ fn structure_encoder_and_decoder_run_through_the_binary() {
             &["bb_pred", "plddt", "ptm", "predicted_aligned_error"][..],
         ),
     ] {
-        let case_dir = fixtures().join(model).join("cases").join(case);
+        let case_dir = reference_fixtures().join(model).join("cases").join(case);
         let out = tmp.path().join(format!("{model}.safetensors"));
         let o = forward(model, &case_dir.join("input.safetensors"), &out);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

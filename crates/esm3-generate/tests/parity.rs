@@ -12,11 +12,8 @@ use esm3_generate::{
 };
 use esm3_models::model_dir::LoadedModel;
 use esm3_models::{LoadOptions, ModelDir};
+use esm3_test_support::reference_fixtures;
 use rand::SeedableRng;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
 
 fn ids(t: &Tensor) -> Vec<i64> {
     t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap()
@@ -72,11 +69,11 @@ fn read_config(v: &serde_json::Value) -> GenerationConfig {
 
 #[test]
 fn deterministic_generation_matches_the_reference_token_for_token() {
-    let dir = ModelDir::open(fixtures().join("esm3_d64/model")).unwrap();
+    let dir = ModelDir::open(reference_fixtures().join("esm3_d64/model")).unwrap();
     let LoadedModel::Esm3(model) = dir.load(&LoadOptions::default()).unwrap() else {
         panic!("esm3 expected")
     };
-    let root = fixtures().join("generation");
+    let root = reference_fixtures().join("generation");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -137,11 +134,11 @@ fn deterministic_generation_matches_the_reference_token_for_token() {
 /// reference's unmasked batch (kept as a switch) does not.
 #[test]
 fn masked_batches_generate_as_if_alone() {
-    let dir = ModelDir::open(fixtures().join("esm3_d64/model")).unwrap();
+    let dir = ModelDir::open(reference_fixtures().join("esm3_d64/model")).unwrap();
     let LoadedModel::Esm3(model) = dir.load(&LoadOptions::default()).unwrap() else {
         panic!("esm3 expected")
     };
-    let case = fixtures().join("generation/batch_two_lengths");
+    let case = reference_fixtures().join("generation/batch_two_lengths");
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("config.json")).unwrap()).unwrap();
     let configs: Vec<GenerationConfig> = cfg["configs"]

@@ -1,20 +1,15 @@
 //! Scores against log-probabilities computed with the reference forward on the fixture models
 //! (tools/reference/make_generation_fixtures.py, `scoring_fixtures`).
 
-use std::path::{Path, PathBuf};
-
 use esm3_generate::embed::embed_sequences;
 use esm3_generate::score::{masked_marginals, pseudo_log_likelihood, Variant};
 use esm3_models::{LoadOptions, ModelDir};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
+use esm3_test_support::reference_fixtures;
 
 #[test]
 fn pll_and_masked_marginals_match_the_reference_forward() {
     let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("scoring/expected.json")).unwrap(),
+        &std::fs::read_to_string(reference_fixtures().join("scoring/expected.json")).unwrap(),
     )
     .unwrap();
     let sequence = expected["sequence"].as_str().unwrap();
@@ -25,7 +20,7 @@ fn pll_and_masked_marginals_match_the_reference_forward() {
         .map(|v| Variant::parse(v.as_str().unwrap()).unwrap())
         .collect();
     for name in ["esm3_d64", "esmc_d64"] {
-        let model = ModelDir::open(fixtures().join(name).join("model"))
+        let model = ModelDir::open(reference_fixtures().join(name).join("model"))
             .unwrap()
             .load(&LoadOptions::default())
             .unwrap();

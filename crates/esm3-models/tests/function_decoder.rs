@@ -10,6 +10,7 @@ use esm3_models::function_decoder::{decode_function_tokens, DecoderVocabulary};
 use esm3_models::import::import_pth;
 use esm3_models::model_dir::LoadedModel;
 use esm3_models::{LoadOptions, ModelConfig, ModelDir};
+use esm3_test_support::{max_diff, reference_fixtures};
 use esm3_tokens::function::annotation::decode_function_logits;
 use serde::Deserialize;
 
@@ -17,9 +18,7 @@ const TOLERANCE: f32 = 1e-4;
 const NAME: &str = "esm3_function_decoder_d32";
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/reference")
-        .join(NAME)
+    reference_fixtures().join(NAME)
 }
 
 fn load(dir: &Path) -> LoadedModel {
@@ -36,16 +35,6 @@ fn cases() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn check_outputs(model: &LoadedModel) {

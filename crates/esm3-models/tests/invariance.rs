@@ -1,12 +1,13 @@
 //! Properties of the forward pass that hold for any weights and shapes, checked on seeded random
 //! models of sizes the reference fixtures do not cover.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use esm3_models::init::{random_weights, Normal};
 use esm3_models::{
     Esm3, Esm3Config, Esm3Input, Esmc, EsmcConfig, EsmcInput, HostArray, ModelConfig,
 };
+use esm3_test_support::max_diff;
 
 fn esm3(config: Esm3Config, seed: u64, dtype: DType) -> Esm3 {
     let w = random_weights(&ModelConfig::Esm3(config.clone()), seed).unwrap();
@@ -63,19 +64,6 @@ fn full_input(batch: usize, len: usize, rng: &mut Normal) -> Esm3Input {
         structure_coords: Some(coords_array(batch, len, &backbone(batch * len, rng))),
         ..Default::default()
     }
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn rotation(rng: &mut Normal) -> [[f32; 3]; 3] {

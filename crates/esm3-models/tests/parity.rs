@@ -2,19 +2,16 @@
 //! (`tools/reference/make_fixtures.py`): every output within 1e-4 at every non-padding position.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use esm3_models::forward::{forward_named, read_inputs};
 use esm3_models::import::import_pth;
 use esm3_models::model_dir::LoadedModel;
 use esm3_models::{LoadOptions, ModelConfig, ModelDir};
+use esm3_test_support::reference_fixtures;
 
 const TOLERANCE: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
 
 /// Largest |ours − reference| over the positions `position_mask` marks real, per output.
 fn compare(ours: &[(String, Tensor)], expected: &HashMap<String, Tensor>) -> Vec<(String, f32)> {
@@ -66,7 +63,7 @@ fn compare(ours: &[(String, Tensor)], expected: &HashMap<String, Tensor>) -> Vec
 }
 
 fn run_cases(model_name: &str, model: &LoadedModel) -> usize {
-    let cases = fixtures().join(model_name).join("cases");
+    let cases = reference_fixtures().join(model_name).join("cases");
     let mut names: Vec<_> = std::fs::read_dir(&cases)
         .unwrap_or_else(|e| panic!("{}: {e}", cases.display()))
         .map(|e| e.unwrap().path())
@@ -109,7 +106,7 @@ fn load(dir: &Path) -> LoadedModel {
 }
 
 fn check_model(name: &str) {
-    let model = load(&fixtures().join(name).join("model"));
+    let model = load(&reference_fixtures().join(name).join("model"));
     let n = run_cases(name, &model);
     assert!(n > 0, "no cases for {name}");
 }
@@ -138,7 +135,7 @@ fn esmc_d96_matches_reference() {
 #[test]
 fn pth_import_then_forward_matches_reference() {
     for name in ["esm3_d64", "esmc_d64"] {
-        let dir = fixtures().join(name);
+        let dir = reference_fixtures().join(name);
         let config = ModelConfig::load(&dir.join("model/config.json")).unwrap();
         let out = tempfile::tempdir().unwrap();
         let report =

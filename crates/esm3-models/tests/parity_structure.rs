@@ -10,14 +10,11 @@ use esm3_models::forward::{forward_named, read_inputs};
 use esm3_models::import::import_pth;
 use esm3_models::model_dir::LoadedModel;
 use esm3_models::{HostArray, LoadOptions, ModelDir};
+use esm3_test_support::reference_fixtures;
 
 const TOLERANCE: f32 = 1e-4;
 const ENCODER: &str = "esm3_structure_encoder_d64";
 const DECODER: &str = "esm3_structure_decoder_d64";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
 
 fn load(dir: &Path) -> LoadedModel {
     ModelDir::open(dir)
@@ -27,7 +24,7 @@ fn load(dir: &Path) -> LoadedModel {
 }
 
 fn cases(model: &str) -> Vec<PathBuf> {
-    let dir = fixtures().join(model).join("cases");
+    let dir = reference_fixtures().join(model).join("cases");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -137,22 +134,31 @@ fn check_cases(model_name: &str, model: &LoadedModel) {
 
 #[test]
 fn structure_encoder_matches_reference() {
-    check_cases(ENCODER, &load(&fixtures().join(ENCODER).join("model")));
+    check_cases(
+        ENCODER,
+        &load(&reference_fixtures().join(ENCODER).join("model")),
+    );
 }
 
 #[test]
 fn structure_decoder_matches_reference() {
-    check_cases(DECODER, &load(&fixtures().join(DECODER).join("model")));
+    check_cases(
+        DECODER,
+        &load(&reference_fixtures().join(DECODER).join("model")),
+    );
 }
 
 /// The library entry point for one protein gives the tokens the reference's SDK path gave.
 #[test]
 fn encode_one_protein_matches_reference_tokens() {
-    let LoadedModel::StructureEncoder(encoder) = load(&fixtures().join(ENCODER).join("model"))
+    let LoadedModel::StructureEncoder(encoder) =
+        load(&reference_fixtures().join(ENCODER).join("model"))
     else {
         panic!("not an encoder")
     };
-    let case = fixtures().join(ENCODER).join("cases/sdk_missing_atoms");
+    let case = reference_fixtures()
+        .join(ENCODER)
+        .join("cases/sdk_missing_atoms");
     let inputs = read_inputs(&case.join("input.safetensors")).unwrap();
     let coords =
         HostArray::reals_from_tensor("coords", &inputs["coords"].squeeze(0).unwrap()).unwrap();
@@ -172,7 +178,8 @@ fn encode_one_protein_matches_reference_tokens() {
 /// `decode_structure` (atom37 with inferred O, pLDDT, pTM) against the SDK function.
 #[test]
 fn decode_structure_matches_reference() {
-    let LoadedModel::StructureDecoder(decoder) = load(&fixtures().join(DECODER).join("model"))
+    let LoadedModel::StructureDecoder(decoder) =
+        load(&reference_fixtures().join(DECODER).join("model"))
     else {
         panic!("not a decoder")
     };
@@ -256,12 +263,12 @@ fn imported_pth_models_match_reference() {
         (ENCODER, "esm3_structure_encoder"),
         (DECODER, "esm3_structure_decoder"),
     ] {
-        let config = ModelDir::open(fixtures().join(name).join("model"))
+        let config = ModelDir::open(reference_fixtures().join(name).join("model"))
             .unwrap()
             .config;
         let out = tmp.path().join(name);
         let report = import_pth(
-            &fixtures().join(name).join(format!("{name}.pth")),
+            &reference_fixtures().join(name).join(format!("{name}.pth")),
             &out,
             Some(config.clone()),
         )
@@ -283,7 +290,9 @@ fn official_vqvae_file_names_resolve_to_their_presets() {
     let tmp = tempfile::tempdir().unwrap();
     let pth = tmp.path().join("esm3_structure_decoder_v0.pth");
     std::fs::copy(
-        fixtures().join(DECODER).join(format!("{DECODER}.pth")),
+        reference_fixtures()
+            .join(DECODER)
+            .join(format!("{DECODER}.pth")),
         &pth,
     )
     .unwrap();

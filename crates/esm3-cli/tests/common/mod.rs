@@ -44,13 +44,16 @@ pub fn ok(o: &Output) {
 
 /// The reference parity fixtures.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
+    esm3_test_support::reference_fixtures()
 }
 
 /// `shared/data/structures` beside the project.
 pub fn structures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/structures")
+    esm3_test_support::shared_data().join("structures")
 }
+
+#[allow(unused_imports)] // not every test binary that includes `common` compares tensors
+pub use esm3_test_support::max_diff;
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -58,17 +61,4 @@ pub fn s(p: &Path) -> &str {
 
 pub fn load(p: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(p, &Device::Cpu).unwrap()
-}
-
-pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
