@@ -11,7 +11,7 @@ one `esm3 embed` gives up to float rounding (a different batch is a differently 
 product: on 325 UniProt sequences the largest difference was 2.3e-5).
 
 Output: Parquet files in OUT with columns `id`, `length`, `mean` (list<float32>, d values),
-`error` (null, or why that record has no embedding: a bad letter, too long), and with
+`error` (null, or why that record has no embedding: a wrong residue letter, for instance), and with
 `--per-residue`, `per_residue` (L x d flattened, row-major). A bad record never stops the job.
 
 Without an address, `ray.init()` starts a local instance on this machine. On a cluster, run the

@@ -22,7 +22,7 @@ rm -rf target/wheels-test
 # The CLI the answers are checked against, from the same sources and profile.
 if [ -z "${ESM3_BIN:-}" ]; then
     cargo build -q -p esm3-cli
-    export ESM3_BIN="$root/target/debug/esm3"
+    export ESM3_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/esm3"
 fi
 venv="target/py-test-venv"
 rm -rf "$venv"

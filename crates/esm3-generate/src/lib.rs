@@ -7,6 +7,7 @@
 
 pub mod batching;
 pub mod config;
+pub mod design;
 pub mod embed;
 pub mod iterative;
 pub mod pipeline;

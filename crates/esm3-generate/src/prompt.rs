@@ -49,6 +49,31 @@ use crate::track::Track;
 /// Longest protein we accept: the longest the official model was trained on.
 pub const MAX_LENGTH: usize = 2048;
 
+/// A complex is written `AAA|BBB`: each `|` between two chains. One at an end or two in a row
+/// would make an empty chain.
+pub fn check_chain_breaks(sequence: &str) -> Result<(), String> {
+    let letters: Vec<char> = sequence.chars().collect();
+    for (i, &c) in letters.iter().enumerate() {
+        if c != '|' {
+            continue;
+        }
+        if i == 0 || i + 1 == letters.len() {
+            return Err(format!(
+                "chain break `|` at position {} ends the sequence; `|` goes between two chains (AAA|BBB)",
+                i + 1
+            ));
+        }
+        if letters[i + 1] == '|' {
+            return Err(format!(
+                "two chain breaks `||` at positions {}-{}: an empty chain",
+                i + 1,
+                i + 2
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptFile {

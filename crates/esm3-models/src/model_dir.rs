@@ -64,7 +64,7 @@ impl LoadOptions {
                     let hint = if cfg!(feature = "cuda") {
                         "is there an NVIDIA GPU with its driver, and is the ordinal in range?"
                     } else {
-                        "this build has no CUDA backend: build with --features cuda"
+                        "this build has no CUDA backend: build with --features cuda (cargo build, or maturin build for the wheel)"
                     };
                     format!("cannot open CUDA device {ordinal}: {cause} ({hint})")
                 })?

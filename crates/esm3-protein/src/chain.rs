@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::frames::{Frame, Vec3};
-use crate::residue_constants::{ATOM_TYPE_NUM, C, CA, N};
+use crate::residue_constants::{one_to_three, ATOM_TYPE_NUM, C, CA, N, UNKNOWN_RESIDUE};
 
 /// A missing atom.
 pub const MISSING: Vec3 = [f32::NAN; 3];
@@ -191,6 +191,62 @@ impl ProteinChain {
             b_factor: self.b_factor[range].to_vec(),
         }
     }
+
+    /// The chains of a complex written as one: a sequence `AAA|BBB` (the chain-break token
+    /// between chains, as the reference's `ProteinComplex` joins them for the model) becomes
+    /// chains A, B, … numbered from 1 each, the break positions dropped; with each chain, its
+    /// positions in the whole. A sequence without `|` is itself, unchanged.
+    pub fn split_at_chain_breaks(&self) -> Vec<(ProteinChain, Range<usize>)> {
+        let letters: Vec<char> = self.sequence.chars().collect();
+        if !letters.contains(&CHAIN_BREAK) {
+            return vec![(self.clone(), 0..letters.len())];
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        for end in (0..=letters.len()).filter(|&i| i == letters.len() || letters[i] == CHAIN_BREAK)
+        {
+            if end > start {
+                let mut chain = self.select(start..end);
+                chain.chain_id = chain_letter(out.len());
+                chain.residue_index = (1..=(end - start) as i32).collect();
+                chain.insertion_code = vec![' '; end - start];
+                out.push((chain, start..end));
+            }
+            start = end + 1;
+        }
+        out
+    }
+
+    /// Letters no residue is named for (the gap `-`, `.`, which the model's sequence vocabulary
+    /// has and may sample) become `X`, as the reference writes them (UNK) in structure files;
+    /// returns their positions (0-based). The caller keeps the original letters elsewhere.
+    pub fn unnamed_residues_to_unknown(&mut self) -> Vec<usize> {
+        let unnamed = |l: char| l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE;
+        let positions: Vec<usize> = self
+            .sequence
+            .chars()
+            .enumerate()
+            .filter(|&(_, l)| unnamed(l))
+            .map(|(i, _)| i)
+            .collect();
+        if !positions.is_empty() {
+            self.sequence = self
+                .sequence
+                .chars()
+                .map(|l| if unnamed(l) { 'X' } else { l })
+                .collect();
+        }
+        positions
+    }
+}
+
+/// Between the chains of a complex in one sequence (the reference's `chain_break_token`).
+pub const CHAIN_BREAK: char = '|';
+
+/// A, B, …, Z, then a, …, z, then 0–9: PDB's one-column chain ids in the usual order.
+pub fn chain_letter(k: usize) -> String {
+    const IDS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (IDS[k % IDS.len()] as char).to_string()
 }
 
 #[cfg(test)]
@@ -210,6 +266,61 @@ mod tests {
             vec![0.0; n],
         )
         .unwrap()
+    }
+
+    fn with_sequence(sequence: &str) -> ProteinChain {
+        let n = sequence.chars().count();
+        let atom37 = (0..n)
+            .map(|i| [[i as f32, 0.0, 0.0]; ATOM_TYPE_NUM])
+            .collect();
+        let mut c = chain_from(atom37);
+        c.sequence = sequence.to_string();
+        c.b_factor = (0..n).map(|i| i as f32).collect();
+        c
+    }
+
+    #[test]
+    fn a_complex_splits_into_lettered_chains_numbered_from_one() {
+        let parts = with_sequence("MKV|GS|W").split_at_chain_breaks();
+        let got: Vec<(&str, &str, std::ops::Range<usize>)> = parts
+            .iter()
+            .map(|(c, r)| (c.chain_id.as_str(), c.sequence.as_str(), r.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("A", "MKV", 0..3), ("B", "GS", 4..6), ("C", "W", 7..8)]
+        );
+        let (b, _) = &parts[1];
+        assert_eq!(b.residue_index, vec![1, 2]);
+        // Each chain keeps its own atoms and B-factors, not a neighbour's.
+        assert_eq!(b.atom37[0][0][0], 4.0);
+        assert_eq!(b.b_factor, vec![4.0, 5.0]);
+        // No break: the chain itself.
+        let single = with_sequence("MKV");
+        assert_eq!(single.split_at_chain_breaks(), vec![(single.clone(), 0..3)]);
+    }
+
+    #[test]
+    fn unnamed_letters_become_x_and_are_reported() {
+        let mut c = with_sequence("MK-A.X");
+        assert_eq!(c.unnamed_residues_to_unknown(), vec![2, 4]);
+        assert_eq!(c.sequence, "MKXAXX");
+    }
+
+    proptest! {
+        #[test]
+        fn split_parts_cover_every_residue_once(seq in "[ACDEFGHIKLMNPQRSTVWY]{1,6}(\\|[ACDEFGHIKLMNPQRSTVWY]{1,6}){0,4}") {
+            let whole = with_sequence(&seq);
+            let parts = whole.split_at_chain_breaks();
+            prop_assert_eq!(parts.len(), seq.matches('|').count() + 1);
+            let letters: Vec<char> = seq.chars().collect();
+            for (chain, range) in &parts {
+                prop_assert_eq!(chain.sequence.clone(), letters[range.clone()].iter().collect::<String>());
+                prop_assert!(chain.check_shape().is_ok());
+            }
+            let total: usize = parts.iter().map(|(c, _)| c.len()).sum();
+            prop_assert_eq!(total, letters.len() - seq.matches('|').count());
+        }
     }
 
     fn residue(n: Vec3, ca: Vec3, c: Vec3) -> [Vec3; ATOM_TYPE_NUM] {

@@ -12,39 +12,68 @@ use candle_core::{DType, Device, Tensor};
 use numpy::{
     IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use rand::SeedableRng;
 
+use esm3_generate::design;
 use esm3_generate::embed::embed_sequences;
+use esm3_generate::prompt::Prompt;
 use esm3_generate::score::{masked_marginals, pseudo_log_likelihood, Variant};
 use esm3_generate::sequence_model::SequenceModel;
 use esm3_generate::{
     batch_logits, Esm3Pipeline, EsmProtein, GenerationConfig, GenerationError, PaddingAttention,
     ProteinTensor, Track,
 };
-use esm3_models::model_dir::LoadedModel;
-use esm3_models::{Esmc, LoadOptions, ModelDir};
+use esm3_models::model_dir::{LoadedModel, WEIGHTS_FILE};
+use esm3_models::{Esmc, LoadOptions, ModelDir, ModelError};
+use esm3_protein::complexity::ComplexityThresholds;
 use esm3_protein::relax::{relax_atom37, RelaxOptions};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 use esm3_tokens::function::FunctionAnnotation;
+use esm3_tokens::residue::LABEL_OFFSET;
 
 type Atom37 = [[f32; 3]; ATOM_TYPE_NUM];
 
-/// User input that is wrong becomes `ValueError` with our message; a model failure is a
-/// `RuntimeError`.
+/// User input that is wrong becomes `ValueError` with our message, a missing file
+/// `FileNotFoundError`, a model failure `RuntimeError`.
 fn generation_err(e: GenerationError) -> PyErr {
     match e {
         GenerationError::Prompt { message, .. } | GenerationError::Invalid(message) => {
             PyValueError::new_err(message)
         }
+        GenerationError::Model(e) => model_err(e),
         other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+fn model_err(e: ModelError) -> PyErr {
+    match &e {
+        ModelError::Input(message) => PyValueError::new_err(message.clone()),
+        ModelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(e.to_string())
+        }
+        ModelError::Config { .. }
+        | ModelError::Checkpoint { .. }
+        | ModelError::Unreadable { .. } => PyValueError::new_err(e.to_string()),
+        _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
 
 fn runtime_err(e: impl std::fmt::Display) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
+}
+
+/// atom37 rows → `(L, 37, 3)` float32 array owning the buffer.
+fn atoms_to_numpy<'py>(py: Python<'py>, atoms: &[Atom37]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let flat: Vec<f32> = atoms.iter().flatten().flatten().copied().collect();
+    flat.into_pyarray(py)
+        .reshape(vec![atoms.len(), ATOM_TYPE_NUM, 3])
+}
+
+/// A plan: JSON of each `GenerationConfig`, validated.
+fn plan_from_json(configs: &[String]) -> PyResult<Vec<GenerationConfig>> {
+    configs.iter().map(|c| config_from_json(c)).collect()
 }
 
 fn load_options(device: &str, dtype: &str) -> PyResult<LoadOptions> {
@@ -177,14 +206,7 @@ fn protein_to_py<'py>(py: Python<'py>, p: EsmProtein) -> PyResult<Bound<'py, PyD
     d.set_item("function_annotations", annotations(p.function_annotations))?;
     d.set_item("residue_annotations", annotations(p.residue_annotations))?;
     match p.coordinates {
-        Some(c) => {
-            let flat: Vec<f32> = c.iter().flatten().flatten().copied().collect();
-            d.set_item(
-                "coordinates",
-                flat.into_pyarray(py)
-                    .reshape(vec![c.len(), ATOM_TYPE_NUM, 3])?,
-            )?;
-        }
+        Some(c) => d.set_item("coordinates", atoms_to_numpy(py, &c)?)?,
         None => d.set_item("coordinates", py.None())?,
     }
     d.set_item("plddt", p.plddt.map(|v| v.into_pyarray(py)))?;
@@ -324,24 +346,29 @@ impl Model {
                 path.display()
             )));
         }
+        if !path.join(WEIGHTS_FILE).is_file() {
+            return Err(PyFileNotFoundError::new_err(format!(
+                "{}: no {WEIGHTS_FILE} beside config.json",
+                path.display()
+            )));
+        }
         let shown = path.display().to_string();
-        let engine = py.detach(|| -> Result<Engine, String> {
-            let dir = ModelDir::open(&path).map_err(|e| e.to_string())?;
+        let engine = py.detach(|| -> PyResult<Engine> {
+            let dir = ModelDir::open(&path).map_err(model_err)?;
             if dir.config.model_type() == "esm3" {
                 Esm3Pipeline::load(&path, &options)
                     .map(|p| Engine::Esm3(Box::new(p)))
-                    .map_err(|e| e.to_string())
+                    .map_err(generation_err)
             } else {
-                match dir.load(&options).map_err(|e| e.to_string())? {
+                match dir.load(&options).map_err(model_err)? {
                     LoadedModel::Esmc(m) => Ok(Engine::Esmc(Box::new(m))),
-                    _ => Err(format!(
-                        "holds a {} model; esm3rs.load takes an esm3 or esmc directory",
+                    _ => Err(PyValueError::new_err(format!(
+                        "{shown}: holds a {} model; esm3rs.load takes an esm3 or esmc directory",
                         dir.config.model_type()
-                    )),
+                    ))),
                 }
             }
-        });
-        let engine = engine.map_err(|e| PyValueError::new_err(format!("{shown}: {e}")))?;
+        })?;
         Ok(Self {
             engine,
             path: shown,
@@ -354,6 +381,20 @@ impl Model {
         match self.engine {
             Engine::Esm3(_) => "esm3",
             Engine::Esmc(_) => "esmc",
+        }
+    }
+
+    /// Labels of the residue-annotation vocabulary (`residue_annotations.csv` in the model
+    /// directory; empty without one): how SDK annotations are told apart from function ones.
+    #[getter]
+    fn residue_annotation_labels(&self) -> Vec<String> {
+        match &self.engine {
+            Engine::Esm3(p) => p.residues.as_ref().map_or_else(Vec::new, |v| {
+                (0..v.len() as u32)
+                    .filter_map(|i| v.label(LABEL_OFFSET + i).map(str::to_string))
+                    .collect()
+            }),
+            Engine::Esmc(_) => Vec::new(),
         }
     }
 
@@ -496,15 +537,9 @@ impl Model {
     ) -> PyResult<Bound<'py, PyDict>> {
         let pipeline = self.pipeline("generate")?;
         let p = protein_from_py(protein)?;
-        let plan: Vec<GenerationConfig> = configs
-            .iter()
-            .map(|c| config_from_json(c))
-            .collect::<PyResult<_>>()?;
+        let plan = plan_from_json(&configs)?;
         let out = py
-            .detach(|| {
-                let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-                pipeline.generate(&p, &plan, &mut rng, |_, _, _| {})
-            })
+            .detach(|| pipeline.generate(&p, &plan, &mut design::seeded_rng(seed), |_, _, _| {}))
             .map_err(generation_err)?;
         protein_to_py(py, out)
     }
@@ -530,16 +565,11 @@ impl Model {
             .iter()
             .map(protein_from_py)
             .collect::<PyResult<_>>()?;
-        let plan: Vec<GenerationConfig> = configs
-            .iter()
-            .map(|c| config_from_json(c))
-            .collect::<PyResult<_>>()?;
+        let plan = plan_from_json(&configs)?;
         let results = py
             .detach(|| {
-                let mut rngs: Vec<rand_chacha::ChaCha20Rng> = seeds
-                    .iter()
-                    .map(|&s| rand_chacha::ChaCha20Rng::seed_from_u64(s))
-                    .collect();
+                let mut rngs: Vec<rand_chacha::ChaCha20Rng> =
+                    seeds.iter().map(|&s| design::seeded_rng(s)).collect();
                 let mut refs: Vec<&mut rand_chacha::ChaCha20Rng> = rngs.iter_mut().collect();
                 pipeline.generate_batch(&ps, &plan, &mut refs, |_, _, _| {})
             })
@@ -553,6 +583,146 @@ impl Model {
                 other => generation_err(other),
             })?;
             list.append(protein_to_py(py, p)?)?;
+        }
+        Ok(list)
+    }
+
+    /// `esm3 fold` of one sequence (`AAA|BBB` for a complex) with the folding config (JSON):
+    /// checked as the CLI checks it, decoded coordinates not yet relaxed.
+    fn fold<'py>(
+        &self,
+        py: Python<'py>,
+        sequence: &str,
+        config: String,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let pipeline = self.pipeline("fold")?;
+        if pipeline.decoder.is_none() {
+            return Err(PyValueError::new_err(format!(
+                "{}: folding needs a structure decoder (structure_decoder/ in the model directory)",
+                self.path
+            )));
+        }
+        let config = config_from_json(&config)?;
+        let prompt =
+            design::fold_prompt("fold", sequence, &config).map_err(PyValueError::new_err)?;
+        let (protein, _) = py
+            .detach(|| design::run_prompt(pipeline, &prompt, seed, |_, _, _| {}))
+            .map_err(generation_err)?;
+        protein_to_py(py, protein)
+    }
+
+    /// `esm3 generate`: `n` designs of a prompt (a prompt file, a protein with a plan, or a
+    /// length with a plan), design `i` attempt `k` with seed `seed + i + k·n`, retried while
+    /// the sequence is too repetitive. One dict per design, in order: `protein`, `seed`,
+    /// `attempts`, `passed`, `motif_rmsd`, `motif_positions` (0-based; kept when relaxing) and
+    /// `summary` (JSON: `complexity`, `rejected_attempts`, `plan`) as the CLI's JSON has them.
+    #[pyo3(signature = (*, prompt_file = None, protein = None, length = None, plan = None, n = 1, seed = 0, max_attempts = 4, max_low_complexity = None, max_homopolymer = None, batch_size = 8))]
+    #[allow(clippy::too_many_arguments)]
+    fn design<'py>(
+        &self,
+        py: Python<'py>,
+        prompt_file: Option<PathBuf>,
+        protein: Option<Bound<'py, PyDict>>,
+        length: Option<usize>,
+        plan: Option<Vec<String>>,
+        n: usize,
+        seed: u64,
+        max_attempts: u64,
+        max_low_complexity: Option<f64>,
+        max_homopolymer: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let pipeline = self.pipeline("design")?;
+        let plan = plan.as_deref().map(plan_from_json).transpose()?;
+        let prompt = match (prompt_file, protein, length) {
+            (Some(file), None, None) => {
+                if !file.exists() {
+                    return Err(PyFileNotFoundError::new_err(format!(
+                        "{}: no such file",
+                        file.display()
+                    )));
+                }
+                let mut prompt = Prompt::read(&file).map_err(PyValueError::new_err)?;
+                if let Some(plan) = plan {
+                    prompt.plan = plan;
+                }
+                prompt
+            }
+            (None, Some(p), None) => Prompt {
+                name: "design".into(),
+                protein: protein_from_py(&p)?,
+                motifs: Vec::new(),
+                plan: plan.ok_or_else(|| PyValueError::new_err("a protein prompt needs a plan"))?,
+            },
+            (None, None, Some(length)) => Prompt::unconditional(
+                "design",
+                length,
+                plan.ok_or_else(|| PyValueError::new_err("a length prompt needs a plan"))?,
+            )
+            .map_err(PyValueError::new_err)?,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give exactly one of a prompt file, a protein or a length",
+                ))
+            }
+        };
+        let defaults = ComplexityThresholds::default();
+        let policy = design::AttemptPolicy {
+            max_attempts,
+            thresholds: ComplexityThresholds {
+                max_low_complexity_fraction: max_low_complexity
+                    .unwrap_or(defaults.max_low_complexity_fraction),
+                max_homopolymer_run: max_homopolymer.unwrap_or(defaults.max_homopolymer_run),
+            },
+            batch_size,
+        };
+        let mut chosen = py
+            .detach(|| {
+                let mut chosen = Vec::new();
+                design::design_with_retries(
+                    pipeline,
+                    &prompt,
+                    n,
+                    seed,
+                    &policy,
+                    |_, _, _| {},
+                    |d| {
+                        chosen.push(d);
+                        Ok::<(), GenerationError>(())
+                    },
+                )
+                .map(|()| chosen)
+            })
+            .map_err(generation_err)?;
+        chosen.sort_by_key(|d| d.index);
+        let motif_positions: Vec<usize> = prompt
+            .motifs
+            .iter()
+            .flat_map(|m| m.positions.iter().copied())
+            .collect();
+        let t = &policy.thresholds;
+        let list = PyList::empty(py);
+        for d in chosen {
+            let summary = serde_json::json!({
+                "plan": prompt.plan,
+                "complexity": design::complexity_summary(d.chosen.complexity.as_ref(), t),
+                "rejected_attempts": d.rejected.iter().map(|a| serde_json::json!({
+                    "seed": a.seed,
+                    "sequence": a.design.0.sequence,
+                    "complexity": design::complexity_summary(a.complexity.as_ref(), t),
+                })).collect::<Vec<_>>(),
+            });
+            let item = PyDict::new(py);
+            let (protein, motif_rmsd) = d.chosen.design;
+            item.set_item("protein", protein_to_py(py, protein)?)?;
+            item.set_item("seed", d.chosen.seed)?;
+            item.set_item("attempts", d.attempts)?;
+            item.set_item("passed", d.passed)?;
+            item.set_item("motif_rmsd", motif_rmsd)?;
+            item.set_item("motif_positions", motif_positions.clone())?;
+            item.set_item("summary", summary.to_string())?;
+            list.append(item)?;
         }
         Ok(list)
     }
@@ -618,12 +788,7 @@ fn relax_backbone<'py>(
     info.set_item("valid", report.after.valid())?;
     info.set_item("ca_ca_in_range", report.after.ca_ca_in_range)?;
     info.set_item("ca_clashes", report.after.ca_clashes)?;
-    let n = relaxed.len();
-    let flat: Vec<f32> = relaxed.iter().flatten().flatten().copied().collect();
-    Ok((
-        flat.into_pyarray(py).reshape(vec![n, ATOM_TYPE_NUM, 3])?,
-        info,
-    ))
+    Ok((atoms_to_numpy(py, &relaxed)?, info))
 }
 
 /// Reads a PDB/mmCIF file (plain or .gz): the chain `chain_id` (author id) or the first
@@ -644,16 +809,13 @@ fn read_chain<'py>(
     let chain = py
         .detach(|| esm3_protein::read_chain(&path, chain_id))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let n = chain.atom37.len();
-    let flat: Vec<f32> = chain.atom37.iter().flatten().flatten().copied().collect();
-    Ok((
-        chain.chain_id,
-        chain.sequence,
-        flat.into_pyarray(py).reshape(vec![n, ATOM_TYPE_NUM, 3])?,
-    ))
+    let atoms = atoms_to_numpy(py, &chain.atom37)?;
+    Ok((chain.chain_id, chain.sequence, atoms))
 }
 
-/// Writes a PDB file: chain A, residues 1..L, pLDDT × 100 in the B-factor column (as the CLI).
+/// Writes a PDB file as `esm3 fold`/`generate` write a design: a complex (`AAA|BBB`) as chains
+/// A, B, … each numbered from 1, pLDDT × 100 in the B-factor column, letters without a residue
+/// name as UNK. Returns the UNK positions (1-based over the whole sequence).
 #[pyfunction]
 #[pyo3(signature = (path, sequence, coordinates, plddt = None))]
 fn write_pdb(
@@ -661,7 +823,7 @@ fn write_pdb(
     sequence: String,
     coordinates: PyReadonlyArray3<'_, f32>,
     plddt: Option<Vec<f32>>,
-) -> PyResult<()> {
+) -> PyResult<Vec<usize>> {
     let protein = EsmProtein {
         sequence: Some(sequence),
         coordinates: Some(coordinates_from_py(coordinates)?),
@@ -672,15 +834,73 @@ fn write_pdb(
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let chain = protein.to_chain(&stem).map_err(PyValueError::new_err)?;
-    let b = protein
-        .plddt
-        .as_ref()
-        .map(|p| p.iter().map(|v| v * 100.0).collect::<Vec<f32>>());
+    let whole = protein.to_chain(&stem).map_err(PyValueError::new_err)?;
+    let mut chains = whole.split_at_chain_breaks();
+    let mut unknown = Vec::new();
+    for (chain, range) in &mut chains {
+        let at = chain.unnamed_residues_to_unknown();
+        unknown.extend(at.iter().map(|&i| range.start + i + 1));
+    }
+    let b100: Vec<Option<Vec<f32>>> = chains
+        .iter()
+        .map(|(_, r)| {
+            protein
+                .plddt
+                .as_ref()
+                .map(|p| p[r.clone()].iter().map(|v| v * 100.0).collect())
+        })
+        .collect();
+    let parts: Vec<_> = chains
+        .iter()
+        .zip(&b100)
+        .map(|((c, _), b)| (c, b.as_deref()))
+        .collect();
     let mut buf = Vec::new();
-    esm3_protein::io::write_pdb_chains(&[(&chain, b.as_deref())], &mut buf).map_err(runtime_err)?;
+    esm3_protein::io::write_pdb_chains(&parts, &mut buf).map_err(runtime_err)?;
     std::fs::write(&path, buf)
-        .map_err(|e| PyValueError::new_err(format!("writing {}: {e}", path.display())))
+        .map_err(|e| PyOSError::new_err(format!("writing {}: {e}", path.display())))?;
+    Ok(unknown)
+}
+
+/// The chains of a structure file to inverse-fold, as `esm3 inverse-fold --chain/--fix` picks
+/// them: `(chain ids, native sequence, prompt sequence or None, atom37, designed mask)`, a
+/// complex joined with one `|` position (NaN coordinates) between chains.
+#[pyfunction]
+#[pyo3(signature = (path, chains = Vec::new(), fix = Vec::new()))]
+#[allow(clippy::type_complexity)]
+fn inverse_folding_input<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    chains: Vec<String>,
+    fix: Vec<String>,
+) -> PyResult<(
+    Vec<String>,
+    String,
+    Option<String>,
+    Bound<'py, PyArrayDyn<f32>>,
+    Vec<bool>,
+)> {
+    if !path.exists() {
+        return Err(PyFileNotFoundError::new_err(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    let input = py
+        .detach(|| {
+            let structure = esm3_protein::read_structure(&path).map_err(|e| e.to_string())?;
+            design::InverseFoldingInput::new(structure.chains(), &chains, &fix)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .map_err(PyValueError::new_err)?;
+    let atoms = atoms_to_numpy(py, input.prompt.coordinates.as_deref().unwrap_or(&[]))?;
+    Ok((
+        input.ids,
+        input.native,
+        input.prompt.sequence,
+        atoms,
+        input.designed,
+    ))
 }
 
 /// The configs behind `esm3 fold`, `esm3 inverse-fold` and `esm3 generate --length`, as JSON of
@@ -725,6 +945,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_chain, m)?)?;
     m.add_function(wrap_pyfunction!(write_pdb, m)?)?;
     m.add_function(wrap_pyfunction!(preset_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(inverse_folding_input, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -128,3 +128,61 @@ def test_presets_are_the_cli_presets():
     assert (i.track, i.temperature, i.temperature_annealing) == ("sequence", 0.1, False)
     plan = esm3rs.unconditional_plan(50)
     assert plan[0].num_steps == 50 and plan[0].temperature == 0.7
+
+
+def test_fold_checks_its_input_as_the_cli(model):
+    with pytest.raises(ValueError, match="position 1"):
+        model.fold("|MKT")
+    with pytest.raises(ValueError, match="empty chain"):
+        model.fold("MKT||GS")
+    with pytest.raises(ValueError, match="limit of 2048"):
+        model.fold("A" * 2049)
+
+
+def test_fold_without_a_structure_decoder_says_so():
+    no_decoder = esm3rs.load(REPO / "fixtures" / "reference" / "esm3_d64" / "model")
+    with pytest.raises(ValueError, match="structure decoder"):
+        no_decoder.fold("MKT")
+
+
+def test_error_kinds(tmp_path, model):
+    # A model directory without weights is a missing file, not a model failure.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text((BUNDLED / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        esm3rs.load(tmp_path / "m")
+    # Writing where no folder is: OSError.
+    p = esm3rs.ESMProtein.from_pdb(UBIQUITIN)
+    with pytest.raises(OSError, match="no-such-dir"):
+        p.to_pdb(tmp_path / "no-such-dir" / "x.pdb")
+    # Negative or non-integer counts: ValueError with the argument's name.
+    with pytest.raises(ValueError, match="seed must be at least 0"):
+        model.generate("MK__", esm3rs.GenerationConfig(track="sequence"), seed=-1)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        model.generate("MK__", esm3rs.GenerationConfig(track="sequence"), seed="3")
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        model.embed("MKT", batch_size=0)
+    with pytest.raises(ValueError, match="not both"):
+        model.design(10, prompt="p.toml")
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        model.design(prompt=tmp_path / "nope.toml")
+
+
+def test_numpy_numbers_are_accepted_where_python_ones_are(model):
+    config = esm3rs.GenerationConfig(track="sequence", num_steps=np.int64(2), temperature=np.float32(0.5), top_p=np.float64(0.9))
+    a = model.generate("MK____", config, seed=np.int64(1))
+    b = model.generate("MK____", esm3rs.GenerationConfig(track="sequence", num_steps=2, temperature=0.5, top_p=0.9), seed=1)
+    assert a.sequence == b.sequence
+
+
+def test_annotations_survive_the_sdk_split():
+    # Without the SDK: from_sdk only needs an object with the SDK's fields.
+    class Sdk:
+        sequence = "MKTAYIAKQR"
+        secondary_structure = sasa = coordinates = plddt = ptm = None
+        function_annotations = [esm3rs.FunctionAnnotation("IPR000001", 1, 5), esm3rs.FunctionAnnotation("Zinc", 2, 2)]
+
+    p = esm3rs.ESMProtein.from_sdk(Sdk(), residue_labels={"Zinc"})
+    assert p.function_annotations == [esm3rs.FunctionAnnotation("IPR000001", 1, 5)]
+    assert p.residue_annotations == [esm3rs.FunctionAnnotation("Zinc", 2, 2)]
+    assert esm3rs.ESMProtein.from_sdk(Sdk()).residue_annotations is None

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import esm3rs
-from conftest import BUNDLED, ESMC, UBIQUITIN, write_fasta
+from conftest import BUNDLED, ESMC, SHARED, UBIQUITIN, write_fasta
+
+DIMER = SHARED / "structures" / "pymol-data" / "1hpv.pdb.gz"  # HIV protease, chains A and B
 
 SEQUENCES = [
     ("ubq", "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG"),
@@ -24,6 +26,20 @@ def read_pdb_atoms(path):
             atoms[key] = [float(line[30:38]), float(line[38:46]), float(line[46:54])]
             b[key[0]] = float(line[60:66])
     return atoms, b
+
+
+def fasta_sequences(text):
+    """The sequences of FASTA text, lines of a record joined (the CLI wraps long ones)."""
+    return ["".join(r.splitlines()[1:]) for r in text.split(">")[1:]]
+
+
+def read_pdb_chains(path):
+    """(chain, residue number, atom name) -> xyz, from ATOM records."""
+    return {
+        (line[21], int(line[22:26]), line[12:16].strip()): [float(line[30:38]), float(line[38:46]), float(line[46:54])]
+        for line in open(path)
+        if line.startswith("ATOM")
+    }
 
 
 ATOM37_BACKBONE = {"N": 0, "CA": 1, "C": 2, "O": 4}
@@ -89,6 +105,79 @@ def test_fold_equals_esm3_fold(tmp_path, cli, model, relax):
     assert ours == atoms and ours_b == b
 
 
+def test_a_complex_folds_and_writes_as_esm3_fold(tmp_path, cli, model):
+    seq = "MKTAYIAKQRQISFVK|GSHMSEQLEERLG"
+    cli("fold", write_fasta(tmp_path / "in.fasta", [("cx", seq)]), "-o", tmp_path / "out", "--no-report", "--model-dir", BUNDLED)
+    expected = read_pdb_chains(tmp_path / "out" / "cx.pdb")
+    p = model.fold(seq)
+    assert p.sequence == seq
+    p.to_pdb(tmp_path / "ours.pdb")
+    ours = read_pdb_chains(tmp_path / "ours.pdb")
+    assert {k[0] for k in ours} == {"A", "B"}
+    assert ours.keys() == expected.keys()
+    for k, xyz in ours.items():
+        np.testing.assert_allclose(xyz, expected[k], atol=1.1e-3)
+
+
+def test_design_equals_esm3_generate_with_retries(tmp_path, cli, model):
+    # A threshold no sequence meets (no run of one residue allowed at all): every design takes
+    # all 3 attempts, and the least repetitive is kept, as the CLI keeps it.
+    cli("generate", "--length", 20, "-n", 2, "--seed", 7, "--max-attempts", 3, "--max-homopolymer", 0, "--no-report", "-o", tmp_path, "--model-dir", BUNDLED)
+    designs = model.design(20, n=2, seed=7, max_attempts=3, max_homopolymer=0)
+    assert len(designs) == 2
+    for i, d in enumerate(designs):
+        summary = json.loads((tmp_path / f"design_{i}.json").read_text())
+        assert d.protein.sequence == summary["sequence"]
+        assert d.seed == summary["seed"] and d.attempts == summary["attempts"] == 3
+        assert d.complexity == summary["complexity"] and d.passed is summary["complexity"]["passes"] is False
+        assert d.rejected_attempts == summary["rejected_attempts"] and len(d.rejected_attempts) == 2
+        assert d.protein.ptm == pytest.approx(summary["ptm"], abs=1e-6)
+        # The relaxed backbone the CLI wrote.
+        d.protein.to_pdb(tmp_path / "ours.pdb")
+        ours, expected = read_pdb_chains(tmp_path / "ours.pdb"), read_pdb_chains(tmp_path / summary["structure_file"])
+        assert ours.keys() == expected.keys()
+        for k, xyz in ours.items():
+            np.testing.assert_allclose(xyz, expected[k], atol=1.1e-3)
+    # Default thresholds: the designs the CLI makes by default.
+    cli("generate", "--length", 20, "-n", 2, "--seed", 7, "--no-report", "-o", tmp_path / "default", "--model-dir", BUNDLED)
+    for i, d in enumerate(model.design(20, n=2, seed=7)):
+        summary = json.loads((tmp_path / "default" / f"design_{i}.json").read_text())
+        assert (d.protein.sequence, d.seed, d.attempts) == (summary["sequence"], summary["seed"], summary["attempts"])
+
+
+def test_design_from_a_prompt_file_keeps_its_motif_as_the_cli(tmp_path, cli, model):
+    prompt = tmp_path / "p.toml"
+    prompt.write_text(
+        f"""name = "scaffold"
+sequence = "M_____________________________K_"
+
+[[motif]]
+file = "{UBIQUITIN}"
+residues = "11-15"
+at = 6
+
+[[generate]]
+track = "sequence"
+num_steps = 5
+
+[[generate]]
+track = "structure"
+num_steps = 5
+"""
+    )
+    cli("generate", "--prompt", prompt, "--seed", 3, "--no-report", "-o", tmp_path / "out", "--model-dir", BUNDLED)
+    summary = json.loads((tmp_path / "out" / "scaffold.json").read_text())
+    (d,) = model.design(prompt=prompt, seed=3)
+    assert d.protein.sequence == summary["sequence"]
+    assert d.protein.sequence[5:10] == "KTITL"
+    assert d.motif_rmsd == pytest.approx(summary["motif_backbone_rmsd"], abs=1e-9)
+    d.protein.to_pdb(tmp_path / "ours.pdb")
+    ours, expected = read_pdb_chains(tmp_path / "ours.pdb"), read_pdb_chains(tmp_path / "out" / "scaffold.pdb")
+    assert ours.keys() == expected.keys()
+    for k, xyz in ours.items():
+        np.testing.assert_allclose(xyz, expected[k], atol=1.1e-3)
+
+
 def test_generate_equals_esm3_generate(tmp_path, cli, model):
     length = 24
     cli("generate", "--length", length, "-n", 1, "--seed", 5, "--max-attempts", 1, "--no-report", "-o", tmp_path, "--model-dir", BUNDLED)
@@ -106,12 +195,29 @@ def test_generate_equals_esm3_generate(tmp_path, cli, model):
 
 def test_inverse_fold_equals_esm3_inverse_fold(tmp_path, cli, model):
     fasta = cli("inverse-fold", UBIQUITIN, "--seed", 2, "--model-dir", BUNDLED)
-    expected = fasta.strip().splitlines()[1]
+    (expected,) = fasta_sequences(fasta)
     p = model.inverse_fold(UBIQUITIN, seed=2)
     assert p.sequence == expected
     native = esm3rs.ESMProtein.from_pdb(UBIQUITIN)
     assert model.inverse_fold(native, seed=2).sequence == expected
     np.testing.assert_array_equal(p.coordinates, native.coordinates)
+
+
+def test_inverse_fold_of_a_complex_equals_the_cli(cli, model):
+    fasta = cli("inverse-fold", DIMER, "--chain", "A,B", "--fix", "B", "--seed", 4, "--model-dir", BUNDLED)
+    (expected,) = fasta_sequences(fasta)
+    p = model.inverse_fold(DIMER, seed=4, chain_id=["A", "B"], fix=["B"])
+    assert p.sequence == expected
+    a, b = p.sequence.split("|")
+    native_b = esm3rs.ESMProtein.from_pdb(DIMER, "B").sequence
+    assert b == native_b and len(a) == len(esm3rs.ESMProtein.from_pdb(DIMER, "A"))
+    # The input coordinates come back; nothing was predicted about them.
+    assert p.coordinates.shape == (len(p.sequence), 37, 3) and p.plddt is None and p.ptm is None
+    # Both chains designed: the same as the CLI, from the path or from the joined protein.
+    (both,) = fasta_sequences(cli("inverse-fold", DIMER, "--chain", "A,B", "--seed", 4, "--model-dir", BUNDLED))
+    assert model.inverse_fold(DIMER, seed=4, chain_id=["A", "B"]).sequence == both
+    joined = esm3rs.ESMProtein(sequence="_" * len(a) + "|" + "_" * len(b), coordinates=p.coordinates)
+    assert model.inverse_fold(joined, seed=4).sequence == both
 
 
 def test_encode_equals_structure_encode_and_decode_gives_coordinates(cli, model):

@@ -4,16 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use esm3_generate::prompt::{restore_motifs, Prompt};
-use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy, Track};
+use esm3_generate::design;
+use esm3_generate::prompt::Prompt;
+use esm3_generate::{Esm3Pipeline, EsmProtein, GenerationConfig, Schedule, Strategy};
 use esm3_protein::chain::atom37_backbone;
 use esm3_protein::fasta::{write_fasta, FastaRecord};
 use esm3_protein::io::{write_mmcif_chains, write_pdb_chains};
 use esm3_protein::relax::{backbone_geometry, relax_atom37, GeometryReport, RelaxOptions};
 use esm3_protein::residue_constants::ATOM_TYPE_NUM;
-use esm3_protein::residue_constants::{one_to_three, UNKNOWN_RESIDUE};
 use esm3_protein::ProteinChain;
-use rand::SeedableRng;
 
 use super::model::ModelArgs;
 use super::progress::bar;
@@ -142,8 +141,7 @@ impl SamplingArgs {
     }
 }
 
-/// A designed protein and each motif's backbone RMSD before the motif was written back.
-pub type Design = (EsmProtein, Vec<Option<f64>>);
+pub use esm3_generate::design::Design;
 
 pub struct Designer {
     pub pipeline: Esm3Pipeline,
@@ -167,74 +165,37 @@ impl Designer {
         })
     }
 
-    /// Runs many prompts that share one plan, prompt `i` with `seeds[i]`, as one batch (one
-    /// forward per decoding step for all of them); each result equals [`run`](Self::run) of
-    /// that prompt alone with its seed. Motifs are restored exactly afterwards. Prompts should
-    /// be of similar length: the batch is padded to the longest.
+    /// [`design::run_prompts`]: prompts sharing one plan as one batch, errors naming the prompt.
     pub fn run_batch(&self, prompts: &[Prompt], seeds: &[u64]) -> Result<Vec<Result<Design>>> {
-        assert_eq!(prompts.len(), seeds.len(), "one seed per prompt");
-        let Some(first) = prompts.first() else {
-            return Ok(Vec::new());
-        };
-        if let Some(p) = prompts.iter().find(|p| p.plan != first.plan) {
-            anyhow::bail!(
-                "{} and {} have different generation plans: they cannot share a batch",
-                first.name,
-                p.name
-            );
-        }
-        if prompts.iter().any(|p| !p.motifs.is_empty()) {
-            // Motifs change the plan (their structure tokens stay fixed): one at a time.
-            return Ok(prompts
-                .iter()
-                .zip(seeds)
-                .map(|(p, &seed)| self.run(p, seed, false))
-                .collect());
-        }
-        let mut rngs: Vec<rand_chacha::ChaCha20Rng> = seeds
-            .iter()
-            .map(|&s| rand_chacha::ChaCha20Rng::seed_from_u64(s))
-            .collect();
-        let mut refs: Vec<&mut rand_chacha::ChaCha20Rng> = rngs.iter_mut().collect();
-        let proteins: Vec<EsmProtein> = prompts.iter().map(|p| p.protein.clone()).collect();
-        let results =
-            self.pipeline
-                .generate_batch(&proteins, &first.plan, &mut refs, |_, _, _| {})?;
-        Ok(results
+        Ok(design::run_prompts(&self.pipeline, prompts, seeds)?
             .into_iter()
             .zip(prompts)
-            .map(|(r, prompt)| {
-                r.map(|p| (p, Vec::new()))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", prompt.name))
-            })
+            .map(|(r, prompt)| r.map_err(|e| anyhow::anyhow!("{}: {e}", prompt.name)))
             .collect())
     }
 
-    /// Runs a prompt's plan with a seed; motifs are restored exactly afterwards.
+    /// [`design::run_prompt`] with a progress bar over the decoding steps when `show_progress`.
     pub fn run(&self, prompt: &Prompt, seed: u64, show_progress: bool) -> Result<Design> {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-        let mut plan = prompt.plan.clone();
-        if !prompt.motifs.is_empty() {
-            // Keep the motif's structure tokens fixed: they are not masked in the prompt.
-            for c in plan.iter_mut().filter(|c| c.track == Track::Structure) {
-                c.condition_on_coordinates_only = false;
-            }
-        }
         let pb = bar(0, &prompt.name);
         if !show_progress {
             pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        let mut protein = self
-            .pipeline
-            .generate(&prompt.protein, &plan, &mut rng, |k, step, total| {
-                pb.set_length(total as u64);
-                pb.set_position(step as u64);
-                pb.set_message(format!("{} {}", prompt.name, plan[k].track.name()));
-            })
+        let design = design::run_prompt(&self.pipeline, prompt, seed, step_bar(&pb, prompt))
             .map_err(|e| anyhow::anyhow!("{}: {e}", prompt.name))?;
         pb.finish_and_clear();
-        let rmsd = restore_motifs(&mut protein, &prompt.motifs);
-        Ok((protein, rmsd))
+        Ok(design)
+    }
+}
+
+/// Shows `on_step(k, step, total)` of a prompt's plan on a progress bar.
+pub fn step_bar<'a>(
+    pb: &'a indicatif::ProgressBar,
+    prompt: &'a Prompt,
+) -> impl FnMut(usize, usize, usize) + 'a {
+    move |k, step, total| {
+        pb.set_length(total as u64);
+        pb.set_position(step as u64);
+        pb.set_message(format!("{} {}", prompt.name, prompt.plan[k].track.name()));
     }
 }
 
@@ -250,46 +211,6 @@ pub fn file_stem(id: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The chains of a written protein: a sequence `AAA|BBB` (the chain-break token between
-/// chains, as the reference's `ProteinComplex` joins them) becomes chains A, B, … numbered from
-/// 1 each, the break positions dropped; with each chain, its positions in the whole sequence.
-pub fn split_at_chain_breaks(whole: &ProteinChain) -> Vec<(ProteinChain, std::ops::Range<usize>)> {
-    let letters: Vec<char> = whole.sequence.chars().collect();
-    if !letters.contains(&'|') {
-        return vec![(whole.clone(), 0..letters.len())];
-    }
-    let mut out = Vec::new();
-    let mut start = 0;
-    for end in (0..=letters.len()).filter(|&i| i == letters.len() || letters[i] == '|') {
-        if end > start {
-            let id = chain_letter(out.len());
-            let n = end - start;
-            let chain = ProteinChain::new(
-                &whole.id,
-                &id,
-                letters[start..end].iter().collect::<String>(),
-                whole.atom37[start..end].to_vec(),
-                (1..=n as i32).collect(),
-                vec![' '; n],
-                whole.b_factor[start..end].to_vec(),
-            )
-            .expect("slices of a valid chain");
-            out.push((chain, start..end));
-        }
-        start = end + 1;
-    }
-    out
-}
-
-/// A, B, …, Z, then a, …, z, then 0–9: PDB's one-column chain ids in the usual order.
-fn chain_letter(k: usize) -> String {
-    const IDS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    IDS.chars()
-        .nth(k % IDS.len())
-        .expect("in range")
-        .to_string()
 }
 
 /// Writes `<dir>/<name>.fasta`, `<name>.pdb|cif` (when coordinates exist) and `<name>.json`.
@@ -323,7 +244,7 @@ pub fn write_design(
     let mut chains_summary = serde_json::Value::Null;
     if protein.coordinates.is_some() && !sequence.contains('_') {
         let whole = protein.to_chain(name).map_err(anyhow::Error::msg)?;
-        let mut chains = split_at_chain_breaks(&whole);
+        let mut chains = whole.split_at_chain_breaks();
         let mut relax_per_chain = Vec::new();
         for (chain, range) in &mut chains {
             // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
@@ -348,27 +269,8 @@ pub fn write_design(
             // the model may sample them. The structure file writes them as UNK, as the
             // reference does; the FASTA and JSON keep the sampled letters and the JSON lists
             // the positions (1-based over the whole sequence).
-            let unknown: Vec<usize> = chain
-                .sequence
-                .chars()
-                .enumerate()
-                .filter(|&(_, l)| l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE)
-                .map(|(i, _)| range.start + i + 1)
-                .collect();
-            if !unknown.is_empty() {
-                chain.sequence = chain
-                    .sequence
-                    .chars()
-                    .map(|l| {
-                        if l != 'X' && one_to_three(l) == UNKNOWN_RESIDUE {
-                            'X'
-                        } else {
-                            l
-                        }
-                    })
-                    .collect();
-                unknown_in_structure.extend(unknown);
-            }
+            let unknown = chain.unnamed_residues_to_unknown();
+            unknown_in_structure.extend(unknown.iter().map(|&i| range.start + i + 1));
         }
         if !unknown_in_structure.is_empty() {
             eprintln!(

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use esm3_generate::batching::length_batches;
-use esm3_generate::prompt::{Prompt, MAX_LENGTH};
-use esm3_generate::{EsmProtein, GenerationConfig};
+use esm3_generate::design::fold_prompt;
+use esm3_generate::prompt::Prompt;
+use esm3_generate::GenerationConfig;
 use esm3_protein::fasta::read_fasta_file;
 
 use super::design::{file_stem, write_design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
@@ -51,35 +52,19 @@ pub fn run(args: Args) -> Result<()> {
     }
     let config = args.sampling.apply(GenerationConfig::folding());
     config.validate().map_err(anyhow::Error::msg)?;
-    for r in &records {
-        check_chain_breaks(&r.sequence)
-            .map_err(|e| anyhow::anyhow!("{}: record `{}`: {e}", args.input.display(), r.id))?;
-        let n = r.sequence.chars().count();
-        if n > MAX_LENGTH {
-            anyhow::bail!(
-                "{}: record `{}` has {n} residues, beyond the model's limit of {MAX_LENGTH}",
-                args.input.display(),
-                r.id
-            );
-        }
-    }
+    let prompts: Vec<Prompt> = records
+        .iter()
+        .map(|r| {
+            fold_prompt(&r.id, &r.sequence, &config)
+                .map_err(|e| anyhow::anyhow!("{}: record `{}`: {e}", args.input.display(), r.id))
+        })
+        .collect::<Result<_>>()?;
     // Records of similar length share a batch; outputs do not depend on the grouping.
     let lengths: Vec<usize> = records.iter().map(|r| r.sequence.chars().count()).collect();
     let mut report = RunReport::new(args.report, &args.output, esm3_report::PAGE)?;
     let pb = bar(records.len() as u64, "folding");
     for chunk in &length_batches(&lengths, args.batch_size as usize) {
-        let prompts: Vec<Prompt> = chunk
-            .iter()
-            .map(|&i| Prompt {
-                name: records[i].id.clone(),
-                protein: EsmProtein {
-                    sequence: Some(records[i].sequence.clone()),
-                    ..Default::default()
-                },
-                motifs: Vec::new(),
-                plan: vec![config.clone()],
-            })
-            .collect();
+        let prompts: Vec<Prompt> = chunk.iter().map(|&i| prompts[i].clone()).collect();
         let results = if prompts.len() == 1 {
             vec![designer.run(&prompts[0], args.seed, records.len() == 1)]
         } else {
@@ -115,30 +100,5 @@ pub fn run(args: Args) -> Result<()> {
         records.len(),
         args.output.display()
     );
-    Ok(())
-}
-
-/// A complex is written `AAA|BBB`: each `|` between two chains. One at an end or two in a row
-/// would make an empty chain.
-pub fn check_chain_breaks(sequence: &str) -> Result<(), String> {
-    let letters: Vec<char> = sequence.chars().collect();
-    for (i, &c) in letters.iter().enumerate() {
-        if c != '|' {
-            continue;
-        }
-        if i == 0 || i + 1 == letters.len() {
-            return Err(format!(
-                "chain break `|` at position {} ends the sequence; `|` goes between two chains (AAA|BBB)",
-                i + 1
-            ));
-        }
-        if letters[i + 1] == '|' {
-            return Err(format!(
-                "two chain breaks `||` at positions {}-{}: an empty chain",
-                i + 1,
-                i + 2
-            ));
-        }
-    }
     Ok(())
 }

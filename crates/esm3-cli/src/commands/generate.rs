@@ -2,12 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use esm3_generate::design::{complexity_summary, design_with_retries, AttemptPolicy, ChosenDesign};
 use esm3_generate::prompt::Prompt;
-use esm3_generate::{EsmProtein, GenerationConfig, Track};
-use esm3_protein::complexity::{sequence_complexity, ComplexityReport, ComplexityThresholds};
+use esm3_generate::{GenerationConfig, Track};
+use esm3_protein::complexity::ComplexityThresholds;
 
-use super::design::{write_design, Design, Designer, RelaxArgs, SamplingArgs, StructureFormat};
+use super::design::{
+    step_bar, write_design, Design, Designer, RelaxArgs, SamplingArgs, StructureFormat,
+};
 use super::model::ModelArgs;
 use super::progress::bar;
 use super::report::{ReportArgs, RunReport};
@@ -89,95 +92,74 @@ pub fn run(args: Args) -> Result<()> {
         c.validate().map_err(anyhow::Error::msg)?;
     }
     let designer = Designer::load(&args.model)?;
-    let thresholds = ComplexityThresholds {
-        max_low_complexity_fraction: args.max_low_complexity,
-        max_homopolymer_run: args.max_homopolymer,
+    let policy = AttemptPolicy {
+        max_attempts: args.max_attempts,
+        thresholds: ComplexityThresholds {
+            max_low_complexity_fraction: args.max_low_complexity,
+            max_homopolymer_run: args.max_homopolymer,
+        },
+        batch_size: args.batch_size as usize,
     };
+    let thresholds = policy.thresholds;
     let n = args.num_outputs;
     let mut report = RunReport::new(args.report, &args.output, esm3_report::PAGE)?;
     let batch_bar = bar(n as u64, "designing");
+    // One design: its own progress bar over the decoding steps instead.
+    let step_pb = bar(0, &prompt.name);
     if n <= 1 {
-        // One design: its own progress bar over the decoding steps instead.
         batch_bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        step_pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    // Failed attempts per design: when none passes, the least repetitive is written.
-    let mut failed: Vec<Vec<Attempt>> = (0..n).map(|_| Vec::new()).collect();
-    let mut todo: Vec<usize> = (0..n).collect();
     let mut failed_all = Vec::new();
-    for attempt in 0..args.max_attempts {
-        let last = attempt + 1 == args.max_attempts;
-        let mut again = Vec::new();
-        for chunk in todo.chunks(args.batch_size as usize) {
-            let seeds: Vec<u64> = chunk
-                .iter()
-                .map(|&i| args.seed + i as u64 + attempt * n as u64)
-                .collect();
-            let designs = if chunk.len() == 1 {
-                vec![designer.run(&prompt, seeds[0], n == 1)]
+    design_with_retries(
+        &designer.pipeline,
+        &prompt,
+        n,
+        args.seed,
+        &policy,
+        step_bar(&step_pb, &prompt),
+        |d: ChosenDesign| -> Result<()> {
+            let name = if n == 1 {
+                prompt.name.clone()
             } else {
-                designer.run_batch(&vec![prompt.clone(); chunk.len()], &seeds)?
+                format!("{}_{}", prompt.name, d.index)
             };
-            for ((&i, &seed), design) in chunk.iter().zip(&seeds).zip(designs) {
-                let name = if n == 1 {
-                    prompt.name.clone()
-                } else {
-                    format!("{}_{i}", prompt.name)
-                };
-                let design = design?;
-                let complexity = design_complexity(&design.0);
-                let this = Attempt {
-                    seed,
-                    design,
-                    complexity,
-                };
-                let chosen = if this.passes(&thresholds) {
-                    this
-                } else {
-                    failed[i].push(this);
-                    if !last {
-                        again.push(i);
-                        continue;
-                    }
-                    failed_all.push(name.clone());
-                    let best = (0..failed[i].len())
-                        .min_by(|&a, &b| failed[i][a].badness().total_cmp(&failed[i][b].badness()))
-                        .expect("this attempt is there");
-                    failed[i].remove(best)
-                };
-                let rejected: Vec<serde_json::Value> = failed[i]
-                    .drain(..)
-                    .map(|a| {
-                        serde_json::json!({
-                            "seed": a.seed,
-                            "sequence": a.design.0.sequence,
-                            "complexity": complexity_json(a.complexity.as_ref(), &thresholds),
-                        })
-                    })
-                    .collect();
-                let check = Check {
-                    complexity: complexity_json(chosen.complexity.as_ref(), &thresholds),
-                    rejected,
-                    attempts: attempt + 1,
-                };
-                let summary = write_one(
-                    &args,
-                    &designer,
-                    &prompt,
-                    &name,
-                    chosen.seed,
-                    &chosen.design,
-                    check,
-                )?;
-                report.add_design(i, &summary, &chosen.design.0)?;
-                batch_bar.inc(1);
+            if !d.passed {
+                failed_all.push(name.clone());
             }
-        }
-        if again.is_empty() {
-            break;
-        }
-        again.sort_unstable();
-        todo = again;
-    }
+            let rejected: Vec<serde_json::Value> = d
+                .rejected
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "seed": a.seed,
+                        "sequence": a.design.0.sequence,
+                        "complexity": complexity_summary(a.complexity.as_ref(), &thresholds),
+                    })
+                })
+                .collect();
+            let check = Check {
+                complexity: complexity_summary(d.chosen.complexity.as_ref(), &thresholds),
+                rejected,
+                attempts: d.attempts,
+            };
+            let summary = write_one(
+                &args,
+                &designer,
+                &prompt,
+                &name,
+                d.chosen.seed,
+                &d.chosen.design,
+                check,
+            )?;
+            report.add_design(d.index, &summary, &d.chosen.design.0)?;
+            batch_bar.inc(1);
+            Ok(())
+        },
+    )
+    .with_context(|| format!("designing {}", prompt.name))?;
+    step_pb.finish_and_clear();
     batch_bar.finish_and_clear();
     report.finish(&format!("esm3 generate: {} ({n} designs)", prompt.name))?;
     if !failed_all.is_empty() {
@@ -195,55 +177,6 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The complexity of a design's sequence; `None` while positions are still masked (a plan
-/// that does not generate the sequence).
-fn design_complexity(protein: &EsmProtein) -> Option<ComplexityReport> {
-    protein
-        .sequence
-        .as_deref()
-        .filter(|s| !s.is_empty() && !s.contains('_'))
-        .map(sequence_complexity)
-}
-
-fn complexity_json(c: Option<&ComplexityReport>, t: &ComplexityThresholds) -> serde_json::Value {
-    let Some(c) = c else {
-        return serde_json::Value::Null;
-    };
-    serde_json::json!({
-        "passes": c.passes(t),
-        "entropy_bits": c.entropy_bits,
-        "min_window_entropy_bits": c.min_window_entropy_bits,
-        "low_complexity_fraction": c.low_complexity_fraction,
-        "longest_homopolymer": c.longest_homopolymer,
-        // 1-based, inclusive, as residue numbers are written everywhere else.
-        "low_complexity_regions": c.low_complexity_regions.iter().map(|&(a, b)| [a + 1, b]).collect::<Vec<_>>(),
-        "thresholds": {
-            "max_low_complexity_fraction": t.max_low_complexity_fraction,
-            "max_homopolymer_run": t.max_homopolymer_run,
-        },
-    })
-}
-
-/// One generated candidate for a design slot.
-struct Attempt {
-    seed: u64,
-    design: Design,
-    complexity: Option<ComplexityReport>,
-}
-
-impl Attempt {
-    fn passes(&self, t: &ComplexityThresholds) -> bool {
-        self.complexity.as_ref().is_none_or(|c| c.passes(t))
-    }
-
-    /// Ranks failed attempts: repetitive fraction first, a long homopolymer as tie-break.
-    fn badness(&self) -> f64 {
-        self.complexity.as_ref().map_or(0.0, |c| {
-            c.low_complexity_fraction + 1e-3 * c.longest_homopolymer as f64
-        })
-    }
 }
 
 /// What the complexity filter found for one written design.

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use esm3_generate::batching::length_batches;
+use esm3_generate::design::InverseFoldingInput;
 use esm3_generate::prompt::Prompt;
-use esm3_generate::{EsmProtein, GenerationConfig};
+use esm3_generate::GenerationConfig;
 use esm3_protein::fasta::{write_fasta, FastaRecord};
-use esm3_protein::residue_constants::ATOM_TYPE_NUM;
 
 use super::design::{Designer, SamplingArgs};
 use super::model::ModelArgs;
@@ -64,11 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         let stem = stem.split('.').next().unwrap_or("structure").to_string();
         let prompt = Prompt {
             name: format!("{stem}_{}", complex.ids.concat()),
-            protein: EsmProtein {
-                sequence: complex.prompt_sequence.clone(),
-                coordinates: Some(complex.atom37.clone()),
-                ..EsmProtein::default()
-            },
+            protein: complex.prompt.clone(),
             motifs: Vec::new(),
             plan: vec![config.clone()],
         };
@@ -80,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
     let output_order: Vec<(usize, usize)> = jobs.iter().map(|j| (j.structure, j.output)).collect();
     let lengths: Vec<usize> = jobs
         .iter()
-        .map(|j| structures[j.structure].1.atom37.len())
+        .map(|j| structures[j.structure].1.designed.len())
         .collect();
     let pb = bar(jobs.len() as u64, "inverse folding");
     let mut designed: std::collections::HashMap<(usize, usize), FastaRecord> =
@@ -103,15 +99,7 @@ pub fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("{}: chain {}", path.display(), complex.ids.join(",")))?;
             let sequence = protein.sequence.unwrap_or_default();
             // Over the designed residues only (not fixed chains, not chain breaks).
-            let designed_positions: Vec<(char, char)> = sequence
-                .chars()
-                .zip(complex.native.chars())
-                .zip(&complex.designed)
-                .filter(|(_, &d)| d)
-                .map(|(pair, _)| pair)
-                .collect();
-            let recovery = designed_positions.iter().filter(|(a, b)| a == b).count() as f64
-                / designed_positions.len().max(1) as f64;
+            let recovery = complex.recovery(&sequence);
             designed.insert(
                 (job.structure, job.output),
                 FastaRecord {
@@ -144,83 +132,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The chains to inverse-fold, joined as the reference's `ProteinComplex` joins them for the
-/// model: one chain-break position (`|`, no coordinates) between chains.
-struct Complex {
-    ids: Vec<String>,
-    /// Native sequence with `|` between chains.
-    native: String,
-    /// `_` where designed, native letters of fixed chains, `|` between chains; `None` for a
-    /// single designed chain (coordinates only, as before).
-    prompt_sequence: Option<String>,
-    atom37: Vec<[[f32; 3]; ATOM_TYPE_NUM]>,
-    /// Per position: designed (not fixed, not a break).
-    designed: Vec<bool>,
-}
-
-fn read_complex(path: &std::path::Path, ids: &[String], fix: &[String]) -> Result<Complex> {
+/// The chains of `path` to inverse-fold, errors naming the file.
+fn read_complex(
+    path: &std::path::Path,
+    ids: &[String],
+    fix: &[String],
+) -> Result<InverseFoldingInput> {
     let structure = esm3_protein::read_structure(path)?;
-    let all = structure.chains();
-    let known = || {
-        all.iter()
-            .map(|c| format!("'{}'", c.chain_id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let pick = |id: &str| {
-        all.iter().find(|c| c.chain_id == id).with_context(|| {
-            format!(
-                "{}: no protein chain '{id}' (chains: {})",
-                path.display(),
-                known()
-            )
-        })
-    };
-    let chains: Vec<&esm3_protein::ProteinChain> = if ids.is_empty() {
-        vec![all
-            .first()
-            .with_context(|| format!("{}: no protein chain", path.display()))?]
-    } else {
-        ids.iter().map(|id| pick(id)).collect::<Result<_>>()?
-    };
-    for f in fix {
-        if !chains.iter().any(|c| &c.chain_id == f) {
-            anyhow::bail!(
-                "{}: --fix {f} is not among the chains given with --chain ({})",
-                path.display(),
-                ids.join(",")
-            );
-        }
-    }
-    if chains.iter().all(|c| fix.contains(&c.chain_id)) {
-        anyhow::bail!(
-            "{}: every chain is fixed; nothing to design",
-            path.display()
-        );
-    }
-    let mut out = Complex {
-        ids: chains.iter().map(|c| c.chain_id.clone()).collect(),
-        native: String::new(),
-        prompt_sequence: None,
-        atom37: Vec::new(),
-        designed: Vec::new(),
-    };
-    let mut prompt = String::new();
-    for (k, c) in chains.iter().enumerate() {
-        if k > 0 {
-            out.native.push('|');
-            prompt.push('|');
-            out.atom37.push([[f32::NAN; 3]; ATOM_TYPE_NUM]);
-            out.designed.push(false);
-        }
-        let fixed = fix.contains(&c.chain_id);
-        out.native.push_str(&c.sequence);
-        prompt.extend(c.sequence.chars().map(|l| if fixed { l } else { '_' }));
-        out.atom37.extend_from_slice(&c.atom37);
-        out.designed.extend(std::iter::repeat_n(!fixed, c.len()));
-    }
-    if chains.len() > 1 {
-        out.prompt_sequence = Some(prompt);
-    }
-    Ok(out)
+    InverseFoldingInput::new(structure.chains(), ids, fix)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -10,7 +10,10 @@ GIL, so threads run models side by side::
     protein.to_pdb("fold.pdb")                 # pLDDT x 100 in the B-factor column
     emb = model.embed(["MKTAYIAKQR", "GSHMSE"])  # [Embedding(per_residue, mean), ...]
 
-The engine is the same library the ``esm3`` binary runs: same weights, same seed, same output.
+The engine is the same library the ``esm3`` binary runs: ``embed``, ``score``, ``fold``,
+``inverse_fold``, ``design`` (``esm3 generate``, complexity retries and motifs included) and
+``encode`` give the CLI's output for the same weights, inputs and seed. ``generate`` is the
+SDK's single call: one plan on one prompt, no retries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Sequence, Union
@@ -36,6 +40,7 @@ __all__ = [
     "FunctionAnnotation",
     "GenerationConfig",
     "Embedding",
+    "Design",
     "PseudoLikelihood",
     "Model",
     "load",
@@ -97,12 +102,15 @@ class ESMProtein:
         return cls(sequence=sequence, coordinates=coordinates)
 
     def to_pdb(self, path: Union[str, os.PathLike]) -> None:
-        """Writes chain A, residues 1..L, pLDDT x 100 as B-factor (as ``esm3 fold`` does)."""
+        """Writes a PDB file as ``esm3 fold`` does: pLDDT x 100 as B-factor, a complex
+        (``AAA|BBB``) as chains A, B, ... each numbered from 1."""
         if self.coordinates is None:
             raise ValueError("the protein has no coordinates to write")
         sequence = (self.sequence or "X" * len(self)).replace("_", "X")
         plddt = None if self.plddt is None else [float(v) for v in self.plddt]
-        _native.write_pdb(os.fspath(path), sequence, _float32_atoms(self.coordinates, "coordinates"), plddt)
+        unknown = _native.write_pdb(os.fspath(path), sequence, _float32_atoms(self.coordinates, "coordinates"), plddt)
+        if unknown:
+            warnings.warn(f"{os.fspath(path)}: sequence letters without a residue name at positions {unknown} (1-based) are UNK in the file")
 
     # ---- the engine's form -------------------------------------------------------------
     def _native_fields(self) -> dict:
@@ -143,8 +151,10 @@ class ESMProtein:
     def to_sdk(self):
         """This protein as the ``esm`` SDK's ``ESMProtein`` (needs ``esm`` and ``torch``).
 
-        Residue annotations join ``function_annotations`` there, as the SDK keeps them;
-        the PAE has no field in the SDK and is dropped.
+        The SDK keeps residue annotations in ``function_annotations``, so they join that list
+        (after the function annotations); :meth:`from_sdk` with the model's
+        ``residue_annotation_labels`` splits them again. The PAE has no field there and is
+        dropped.
         """
         import torch
         from esm.sdk.api import ESMProtein as SdkProtein
@@ -167,8 +177,10 @@ class ESMProtein:
         )
 
     @classmethod
-    def from_sdk(cls, protein) -> "ESMProtein":
-        """An ``esm`` SDK ``ESMProtein`` as ours (tensors become numpy arrays)."""
+    def from_sdk(cls, protein, residue_labels: Iterable[str] = ()) -> "ESMProtein":
+        """An ``esm`` SDK ``ESMProtein`` as ours (tensors become numpy arrays). Annotations
+        whose label is in ``residue_labels`` (a model's ``residue_annotation_labels``) become
+        ``residue_annotations``; the rest stay ``function_annotations``."""
 
         def array(t):
             if t is None:
@@ -177,18 +189,22 @@ class ESMProtein:
                 t = t.detach().cpu().float().numpy()
             return np.asarray(t, dtype=np.float32)
 
-        annotations = None
+        function = residue = None
         if protein.function_annotations is not None:
-            annotations = [FunctionAnnotation(a.label, int(a.start), int(a.end)) for a in protein.function_annotations]
+            residue_labels = set(residue_labels)
+            ours = [FunctionAnnotation(a.label, int(a.start), int(a.end)) for a in protein.function_annotations]
+            function = [a for a in ours if a.label not in residue_labels]
+            residue = [a for a in ours if a.label in residue_labels] or None
         ptm = protein.ptm
         return cls(
             sequence=protein.sequence,
             secondary_structure=protein.secondary_structure,
             sasa=None if protein.sasa is None else list(protein.sasa),
-            function_annotations=annotations,
+            function_annotations=function,
             coordinates=array(protein.coordinates),
             plddt=array(protein.plddt),
             ptm=None if ptm is None else float(ptm),
+            residue_annotations=residue,
         )
 
 
@@ -235,7 +251,16 @@ class GenerationConfig:
                 raise ValueError(f"GenerationConfig.{name} is {getattr(self, name)!r}, expected {' or '.join(allowed)}")
         d = dataclasses.asdict(self)
         d.pop("only_compute_backbone_rmsd")
-        d["invalid_ids"] = [int(i) for i in d["invalid_ids"]]
+        # numpy scalars and the like become the JSON numbers the engine reads.
+        try:
+            d["invalid_ids"] = [int(i) for i in d["invalid_ids"]]
+            d["num_steps"] = _count("GenerationConfig.num_steps", d["num_steps"])
+            for name in ("temperature", "top_p"):
+                d[name] = float(d[name])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"GenerationConfig: {e}") from None
+        for name in ("temperature_annealing", "condition_on_coordinates_only"):
+            d[name] = bool(d[name])
         return json.dumps(d)
 
     @classmethod
@@ -262,6 +287,19 @@ def unconditional_plan(length: int, tracks: Iterable[str] = ("sequence", "struct
     return [GenerationConfig._from_json(c) for c in _native.preset_plan("unconditional", length, list(tracks))]
 
 
+def _count(what: str, value, minimum: int = 0) -> int:
+    """An integer argument (numpy integers too) at least ``minimum``, or ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{what} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
 class Embedding(NamedTuple):
     per_residue: np.ndarray  # (L, d) float32, residues only (no BOS/EOS)
     mean: np.ndarray  # (d,)
@@ -280,16 +318,28 @@ class PseudoLikelihood(NamedTuple):
         return float(np.exp(-self.mean_log_prob))
 
 
+class Design(NamedTuple):
+    """One design of :meth:`Model.design`, as ``esm3 generate`` writes it."""
+
+    protein: ESMProtein
+    seed: int  # the attempt's seed
+    attempts: int
+    passed: bool  # the complexity check; when no attempt passed, the least repetitive one
+    complexity: Optional[dict]  # as in the CLI's JSON (None while the sequence is masked)
+    rejected_attempts: list  # [{"seed", "sequence", "complexity"}]
+    motif_rmsd: list  # per motif, backbone RMSD before the motif was written back (Å)
+
+
 ProteinLike = Union[ESMProtein, str]
 
 
-def _protein(p: ProteinLike) -> ESMProtein:
+def _protein(p: ProteinLike, residue_labels: Iterable[str] = ()) -> ESMProtein:
     if isinstance(p, ESMProtein):
         return p
     if isinstance(p, str):
         return ESMProtein(sequence=p)
     if type(p).__name__ == "ESMProtein" and hasattr(p, "coordinates"):
-        return ESMProtein.from_sdk(p)
+        return ESMProtein.from_sdk(p, residue_labels)
     raise TypeError(f"expected an ESMProtein or a sequence string, got {type(p).__name__}")
 
 
@@ -324,82 +374,171 @@ class Model:
     def path(self) -> str:
         return self._native.path
 
+    @property
+    def residue_annotation_labels(self) -> list:
+        """The residue-annotation vocabulary (empty when the directory has none)."""
+        return self._native.residue_annotation_labels
+
+    def _protein(self, p: ProteinLike) -> ESMProtein:
+        if isinstance(p, (ESMProtein, str)):
+            return p if isinstance(p, ESMProtein) else ESMProtein(sequence=p)
+        return _protein(p, self.residue_annotation_labels)  # an SDK protein
+
     # ---- sequence models (ESM3 and ESM C) -------------------------------------------------
     def embed(self, sequences: Union[str, Sequence[str]], batch_size: int = 8):
         """Embeddings as ``esm3 embed`` writes them: one :class:`Embedding` per sequence
-        (a single one for a single string). Sequences are batched by length; each result
-        equals embedding it alone."""
+        (a single one for a single string). Sequences are batched by length; a result equals
+        embedding the sequence alone up to float rounding (other batch shapes, other sums)."""
         single = isinstance(sequences, str)
-        out = self._native.embed([sequences] if single else list(sequences), batch_size)
+        out = self._native.embed([sequences] if single else list(sequences), _count("batch_size", batch_size, 1))
         out = [Embedding(*e) for e in out]
         return out[0] if single else out
 
     def logits(self, protein: ProteinLike) -> dict:
         """One forward pass: ``{track: (L + 2, vocab) logits, ..., "embeddings": (L + 2, d)}``."""
-        return self._native.logits(_protein(protein)._native_fields())
+        return self._native.logits(self._protein(protein)._native_fields())
 
     def score(self, sequence: str, batch_size: int = 8) -> PseudoLikelihood:
         """Pseudo-log-likelihood, as ``esm3 score`` computes it."""
-        return PseudoLikelihood(*self._native.pseudo_log_likelihood(sequence, batch_size))
+        return PseudoLikelihood(*self._native.pseudo_log_likelihood(sequence, _count("batch_size", batch_size, 1)))
 
     def masked_marginals(self, sequence: str, variants: Sequence[str], batch_size: int = 8) -> np.ndarray:
         """Masked-marginal score per variant (``"A23V"``, ``"A23V:G45D"``; 1-based), as
         ``esm3 score --mutations``."""
-        return np.asarray(self._native.masked_marginals(sequence, list(variants), batch_size))
+        return np.asarray(self._native.masked_marginals(sequence, list(variants), _count("batch_size", batch_size, 1)))
 
     # ---- ESM3 -------------------------------------------------------------------------------
     def generate(self, protein: ProteinLike, config, seed: int = 0) -> ESMProtein:
-        """Runs a ``GenerationConfig`` (or a list of them, in turn) on the protein's masked
-        positions. Same seed, same result as the CLI."""
-        return ESMProtein._from_native(self._native.generate(_protein(protein)._native_fields(), _plan(config), int(seed)))
+        """The SDK's ``generate``: runs a ``GenerationConfig`` (or a list of them, in turn) on
+        the protein's masked positions, once. For designs as ``esm3 generate`` makes them
+        (complexity retries, motifs, relaxed backbones) use :meth:`design`."""
+        fields = self._protein(protein)._native_fields()
+        return ESMProtein._from_native(self._native.generate(fields, _plan(config), _count("seed", seed)))
 
     def generate_batch(self, proteins: Sequence[ProteinLike], config, seeds: Optional[Sequence[int]] = None) -> list:
         """:meth:`generate` for many proteins at once (one forward per step for the batch);
         protein ``i`` uses ``seeds[i]`` (default ``i``) and equals generating it alone."""
-        proteins = [_protein(p)._native_fields() for p in proteins]
-        seeds = list(range(len(proteins))) if seeds is None else [int(s) for s in seeds]
+        proteins = [self._protein(p)._native_fields() for p in proteins]
+        seeds = list(range(len(proteins))) if seeds is None else [_count("seed", s) for s in seeds]
         return [ESMProtein._from_native(d) for d in self._native.generate_batch(proteins, _plan(config), seeds)]
+
+    def design(
+        self,
+        length: Optional[int] = None,
+        *,
+        prompt: Union[str, os.PathLike, ESMProtein, None] = None,
+        n: int = 1,
+        seed: int = 0,
+        tracks: Iterable[str] = ("sequence", "structure"),
+        plan=None,
+        max_attempts: int = 4,
+        max_low_complexity: Optional[float] = None,
+        max_homopolymer: Optional[int] = None,
+        batch_size: int = 8,
+        relax: bool = True,
+    ) -> list:
+        """``esm3 generate``: ``n`` designs of ``length`` residues (``tracks`` in order) or of a
+        ``prompt`` (a TOML/JSON prompt file, motifs included, or an ``ESMProtein`` with ``_``
+        where to design and a ``plan``). Design ``i`` attempt ``k`` uses seed
+        ``seed + i + k*n``; a design whose sequence is too repetitive is generated again, up to
+        ``max_attempts`` in all. ``plan`` (a ``GenerationConfig`` or a list) replaces the
+        prompt's. Backbones are relaxed as the CLI writes them (motif residues kept) unless
+        ``relax=False``. Same arguments, same designs as the CLI. Returns :class:`Design`\ s."""
+        n = _count("n", n, 1)
+        native_plan = None if plan is None else _plan(plan)
+        kwargs = dict(
+            n=n,
+            seed=_count("seed", seed),
+            max_attempts=_count("max_attempts", max_attempts, 1),
+            max_low_complexity=None if max_low_complexity is None else float(max_low_complexity),
+            max_homopolymer=None if max_homopolymer is None else _count("max_homopolymer", max_homopolymer),
+            batch_size=_count("batch_size", batch_size, 1),
+        )
+        if (length is None) == (prompt is None):
+            raise ValueError("give a length or a prompt (a prompt file or an ESMProtein), not both")
+        if length is not None:
+            length = _count("length", length, 1)
+            if native_plan is None:
+                native_plan = [c._json() for c in unconditional_plan(length, tracks)]
+            out = self._native.design(length=length, plan=native_plan, **kwargs)
+        elif isinstance(prompt, (str, os.PathLike)):
+            out = self._native.design(prompt_file=os.fspath(prompt), plan=native_plan, **kwargs)
+        else:
+            if native_plan is None:
+                raise ValueError("an ESMProtein prompt needs a plan: the GenerationConfigs to run")
+            out = self._native.design(protein=self._protein(prompt)._native_fields(), plan=native_plan, **kwargs)
+        designs = []
+        for d in out:
+            protein = ESMProtein._from_native(d["protein"])
+            if relax and protein.coordinates is not None and protein.plddt is not None and "_" not in (protein.sequence or "_"):
+                protein.coordinates = _relax_chains(protein.coordinates, protein.sequence, d["motif_positions"])
+            summary = json.loads(d["summary"])
+            designs.append(Design(protein, d["seed"], d["attempts"], d["passed"], summary["complexity"], summary["rejected_attempts"], d["motif_rmsd"]))
+        return designs
 
     def fold(self, sequence: Union[str, ESMProtein], seed: int = 0, relax: bool = True, num_steps: Optional[int] = None) -> ESMProtein:
         """Structure from sequence, as ``esm3 fold``: coordinates, pLDDT, pTM and PAE. The
         backbone is relaxed (as the CLI writes it) unless ``relax=False``; chains of a
         complex (``AAA|BBB``) are relaxed one by one."""
-        protein = _protein(sequence)
+        protein = self._protein(sequence)
+        if protein.sequence is None:
+            raise ValueError("folding needs a sequence")
         config = folding_config()
         if num_steps is not None:
-            config.num_steps = num_steps
-        out = self.generate(ESMProtein(sequence=protein.sequence), config, seed)
+            config.num_steps = _count("num_steps", num_steps, 1)
+        out = ESMProtein._from_native(self._native.fold(protein.sequence, config._json(), _count("seed", seed)))
         if relax and out.coordinates is not None and out.plddt is not None:
             out.coordinates = _relax_chains(out.coordinates, out.sequence)
         return out
 
-    def inverse_fold(self, structure: Union[ESMProtein, str, os.PathLike], seed: int = 0, chain_id: Optional[str] = None, config: Optional[GenerationConfig] = None) -> ESMProtein:
-        """A sequence for a backbone (an ``ESMProtein`` with coordinates, or a PDB/mmCIF
-        path), as ``esm3 inverse-fold``. The native sequence is not shown to the model."""
-        if isinstance(structure, (str, os.PathLike)) and not isinstance(structure, ESMProtein):
-            structure = ESMProtein.from_pdb(structure, chain_id)
-        if structure.coordinates is None:
-            raise ValueError("inverse folding needs coordinates")
-        prompt = ESMProtein(coordinates=structure.coordinates)
+    def inverse_fold(
+        self,
+        structure: Union[ESMProtein, str, os.PathLike],
+        seed: int = 0,
+        chain_id: Union[str, Sequence[str], None] = None,
+        fix: Sequence[str] = (),
+        config: Optional[GenerationConfig] = None,
+    ) -> ESMProtein:
+        """A sequence for a backbone, as ``esm3 inverse-fold``: an ``ESMProtein`` with
+        coordinates (a complex as ``AAA|BBB``, breaks without coordinates) or a PDB/mmCIF path.
+        ``chain_id`` picks chains of the file (several: designed as one complex); chains in
+        ``fix`` keep their native sequence. The native sequence of designed chains is not shown
+        to the model. Returns the designed sequence with the input coordinates (no pLDDT or
+        pTM: the model did not predict this structure)."""
+        if isinstance(structure, (str, os.PathLike)):
+            chains = [] if chain_id is None else [chain_id] if isinstance(chain_id, str) else list(chain_id)
+            _, _, prompt_sequence, coordinates, _ = _native.inverse_folding_input(os.fspath(structure), chains, list(fix))
+        else:
+            structure = self._protein(structure)
+            if structure.coordinates is None:
+                raise ValueError("inverse folding needs coordinates")
+            if chain_id is not None or fix:
+                raise ValueError("chain_id and fix pick chains of a structure file; an ESMProtein is designed whole")
+            coordinates = structure.coordinates
+            sequence = structure.sequence or ""
+            prompt_sequence = "".join("|" if c == "|" else "_" for c in sequence) if "|" in sequence else None
+        prompt = ESMProtein(sequence=prompt_sequence, coordinates=coordinates)
         out = self.generate(prompt, config or inverse_folding_config(), seed)
-        out.coordinates = structure.coordinates
-        return out
+        return ESMProtein(sequence=out.sequence, coordinates=coordinates)
 
     def encode(self, protein: ProteinLike) -> ESMProteinTensor:
         """Protein → tokens per track (the VQ-VAE encodes coordinates)."""
-        return ESMProteinTensor(**self._native.encode(_protein(protein)._native_fields()))
+        return ESMProteinTensor(**self._native.encode(self._protein(protein)._native_fields()))
 
     def decode(self, tensor: ESMProteinTensor) -> ESMProtein:
         """Tokens → protein (structure tokens to coordinates with pLDDT, pTM and PAE)."""
         return ESMProtein._from_native(self._native.decode(dataclasses.asdict(tensor)))
 
 
-def _relax_chains(coordinates: np.ndarray, sequence: str) -> np.ndarray:
+def _relax_chains(coordinates: np.ndarray, sequence: str, fixed: Sequence[int] = ()) -> np.ndarray:
+    """Relaxes each chain of ``AAA|BBB`` alone (no bonds across a break), residues in ``fixed``
+    (0-based over the whole sequence) kept, as ``esm3 generate`` writes designs."""
     out = np.array(coordinates, dtype=np.float32, copy=True)
     start = 0
     for end in [i for i, c in enumerate(sequence) if c == "|"] + [len(sequence)]:
         if end > start:
-            relaxed, _ = _native.relax_backbone(out[start:end], sequence[start:end])
+            local = [i - start for i in fixed if start <= i < end]
+            relaxed, _ = _native.relax_backbone(out[start:end], sequence[start:end], local)
             out[start:end] = relaxed
         start = end + 1
     return out
