@@ -85,6 +85,13 @@ impl EsmProtein {
         }
     }
 
+    /// pLDDT × 100 of the positions in `range`, as structure files carry it in the B-factor.
+    pub fn plddt_percent(&self, range: std::ops::Range<usize>) -> Option<Vec<f32>> {
+        self.plddt
+            .as_ref()
+            .map(|p| p[range].iter().map(|v| v * 100.0).collect())
+    }
+
     /// A chain for writing files: residues numbered 1..L, chain `A`, pLDDT (×100) as B-factor.
     pub fn to_chain(&self, id: &str) -> Result<ProteinChain, String> {
         let n = self.check()?;

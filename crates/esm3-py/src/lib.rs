@@ -843,12 +843,7 @@ fn write_pdb(
     }
     let b100: Vec<Option<Vec<f32>>> = chains
         .iter()
-        .map(|(_, r)| {
-            protein
-                .plddt
-                .as_ref()
-                .map(|p| p[r.clone()].iter().map(|v| v * 100.0).collect())
-        })
+        .map(|(_, r)| protein.plddt_percent(r.clone()))
         .collect();
     let parts: Vec<_> = chains
         .iter()

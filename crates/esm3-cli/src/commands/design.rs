@@ -284,12 +284,7 @@ pub fn write_design(
         };
         let plddt100: Vec<Option<Vec<f32>>> = chains
             .iter()
-            .map(|(_, r)| {
-                protein
-                    .plddt
-                    .as_ref()
-                    .map(|p| p[r.clone()].iter().map(|v| v * 100.0).collect())
-            })
+            .map(|(_, r)| protein.plddt_percent(r.clone()))
             .collect();
         if chains.len() > 1 {
             chains_summary = serde_json::Value::Array(
