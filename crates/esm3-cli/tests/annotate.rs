@@ -3,16 +3,12 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn esm3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3"))
-        .args(args)
-        .output()
-        .expect("run esm3")
-}
+mod common;
+use common::esm3;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

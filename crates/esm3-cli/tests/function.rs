@@ -4,7 +4,9 @@
 //! Needs the function data (`tools/fetch-function-data.sh`; CI runs it before the tests).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 use esm3_tokens::function::Hyperplanes;
 use serde_json::Value;
@@ -23,22 +25,15 @@ fn data_dir() -> PathBuf {
     dir
 }
 
+/// `esm3 ARGS --data <function data>`.
 fn esm3(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3"))
-        .args(args)
-        .arg("--data")
-        .arg(data_dir())
-        .output()
-        .expect("run esm3")
+    let data = data_dir();
+    let data = data.to_str().expect("a UTF-8 path");
+    common::esm3(&[args, &["--data", data]].concat())
 }
 
 /// Commands that take no `--data`.
-fn raw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esm3"))
-        .args(args)
-        .output()
-        .expect("run esm3")
-}
+use common::esm3 as raw;
 
 fn ok(o: &Output) -> Value {
     assert!(
