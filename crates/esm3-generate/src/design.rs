@@ -175,8 +175,18 @@ pub fn design_with_retries<E: From<GenerationError>>(
         for chunk in todo.chunks(policy.batch_size) {
             let seeds: Vec<u64> = chunk
                 .iter()
-                .map(|&i| seed + i as u64 + attempt * n as u64)
-                .collect();
+                .map(|&i| {
+                    (attempt.checked_mul(n as u64))
+                        .and_then(|k| k.checked_add(i as u64))
+                        .and_then(|k| k.checked_add(seed))
+                        .ok_or_else(|| {
+                            GenerationError::Invalid(format!(
+                                "seed {seed} is too large for {n} designs of {} attempts (seed + i + k·n must fit in 64 bits)",
+                                policy.max_attempts
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
             let designs = if chunk.len() == 1 {
                 vec![run_prompt(pipeline, prompt, seeds[0], &mut on_step)]
             } else {
@@ -238,32 +248,49 @@ pub fn complexity_summary(
     })
 }
 
+/// A prompt of a protein and a plan, checked as prompt files are: chain breaks only between
+/// chains, at most [`MAX_LENGTH`] positions, tracks of one length, a plan to run.
+pub fn checked_prompt(
+    name: &str,
+    protein: EsmProtein,
+    plan: Vec<GenerationConfig>,
+) -> Result<Prompt, String> {
+    protein.check()?;
+    if let Some(sequence) = &protein.sequence {
+        check_chain_breaks(sequence)?;
+    }
+    match protein.len() {
+        None | Some(0) => return Err("the protein is empty".into()),
+        Some(n) if n > MAX_LENGTH => {
+            return Err(format!(
+                "{n} residues, beyond the model's limit of {MAX_LENGTH}"
+            ))
+        }
+        Some(_) => {}
+    }
+    if plan.is_empty() {
+        return Err("the plan is empty: give at least one GenerationConfig".into());
+    }
+    Ok(Prompt {
+        name: name.to_string(),
+        protein,
+        motifs: Vec::new(),
+        plan,
+    })
+}
+
 /// The folding prompt of one sequence (`AAA|BBB` for a complex), checked as `esm3 fold` checks
-/// it: chain breaks only between chains, at most [`MAX_LENGTH`] positions.
+/// it.
 pub fn fold_prompt(
     name: &str,
     sequence: &str,
     config: &GenerationConfig,
 ) -> Result<Prompt, String> {
-    check_chain_breaks(sequence)?;
-    let n = sequence.chars().count();
-    if n == 0 {
-        return Err("the sequence is empty".into());
-    }
-    if n > MAX_LENGTH {
-        return Err(format!(
-            "{n} residues, beyond the model's limit of {MAX_LENGTH}"
-        ));
-    }
-    Ok(Prompt {
-        name: name.to_string(),
-        protein: EsmProtein {
-            sequence: Some(sequence.to_string()),
-            ..Default::default()
-        },
-        motifs: Vec::new(),
-        plan: vec![config.clone()],
-    })
+    let protein = EsmProtein {
+        sequence: Some(sequence.to_string()),
+        ..Default::default()
+    };
+    checked_prompt(name, protein, vec![config.clone()])
 }
 
 /// The chains to inverse-fold, joined as the reference's `ProteinComplex` joins them for the
@@ -419,6 +446,8 @@ mod tests {
             .unwrap_err()
             .contains("position 1"));
         assert!(fold_prompt("x", "", &c).is_err());
+        let empty_plan = checked_prompt("x", fold_prompt("x", "MKV", &c).unwrap().protein, vec![]);
+        assert!(empty_plan.unwrap_err().contains("plan is empty"));
         let long = "A".repeat(MAX_LENGTH + 1);
         assert!(fold_prompt("x", &long, &c)
             .unwrap_err()

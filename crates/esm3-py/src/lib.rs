@@ -635,6 +635,11 @@ impl Model {
     ) -> PyResult<Bound<'py, PyList>> {
         let pipeline = self.pipeline("design")?;
         let plan = plan.as_deref().map(plan_from_json).transpose()?;
+        if plan.as_ref().is_some_and(Vec::is_empty) {
+            return Err(PyValueError::new_err(
+                "the plan is empty: give at least one GenerationConfig",
+            ));
+        }
         let prompt = match (prompt_file, protein, length) {
             (Some(file), None, None) => {
                 if !file.exists() {
@@ -649,12 +654,12 @@ impl Model {
                 }
                 prompt
             }
-            (None, Some(p), None) => Prompt {
-                name: "design".into(),
-                protein: protein_from_py(&p)?,
-                motifs: Vec::new(),
-                plan: plan.ok_or_else(|| PyValueError::new_err("a protein prompt needs a plan"))?,
-            },
+            (None, Some(p), None) => design::checked_prompt(
+                "design",
+                protein_from_py(&p)?,
+                plan.ok_or_else(|| PyValueError::new_err("a protein prompt needs a plan"))?,
+            )
+            .map_err(PyValueError::new_err)?,
             (None, None, Some(length)) => Prompt::unconditional(
                 "design",
                 length,
@@ -898,6 +903,24 @@ fn inverse_folding_input<'py>(
     ))
 }
 
+/// The plan of a prompt file (TOML/JSON), as JSON of each `GenerationConfig`, so Python can
+/// apply sampling overrides to it as the CLI's flags do.
+#[pyfunction]
+fn prompt_plan(path: PathBuf) -> PyResult<Vec<String>> {
+    if !path.exists() {
+        return Err(PyFileNotFoundError::new_err(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    let prompt = Prompt::read(&path).map_err(PyValueError::new_err)?;
+    prompt
+        .plan
+        .iter()
+        .map(|c| serde_json::to_string(c).map_err(runtime_err))
+        .collect()
+}
+
 /// The configs behind `esm3 fold`, `esm3 inverse-fold` and `esm3 generate --length`, as JSON of
 /// `GenerationConfig`, so Python runs exactly the CLI's plans.
 #[pyfunction]
@@ -941,6 +964,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_pdb, m)?)?;
     m.add_function(wrap_pyfunction!(preset_plan, m)?)?;
     m.add_function(wrap_pyfunction!(inverse_folding_input, m)?)?;
+    m.add_function(wrap_pyfunction!(prompt_plan, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

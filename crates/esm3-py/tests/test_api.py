@@ -164,6 +164,18 @@ def test_error_kinds(tmp_path, model):
         model.embed("MKT", batch_size=0)
     with pytest.raises(ValueError, match="not both"):
         model.design(10, prompt="p.toml")
+    with pytest.raises(ValueError, match="plan is empty"):
+        model.design(10, plan=[])
+    with pytest.raises(ValueError, match="tracks applies"):
+        model.design(10, tracks=["sequence"], plan=esm3rs.unconditional_plan(10))
+    with pytest.raises(ValueError, match="seed must be at most"):
+        model.design(10, seed=2**64)
+    with pytest.raises(ValueError, match="too large"):
+        model.design(10, n=2, seed=2**64 - 1)
+    with pytest.raises(ValueError, match="limit of 2048"):
+        model.design(prompt=esm3rs.ESMProtein(sequence="_" * 2049), plan=esm3rs.unconditional_plan(10))
+    with pytest.raises(ValueError, match="still masked"):
+        esm3rs.ESMProtein(sequence="M_K", coordinates=np.zeros((3, 37, 3), np.float32)).to_pdb(tmp_path / "m.pdb")
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         model.design(prompt=tmp_path / "nope.toml")
 

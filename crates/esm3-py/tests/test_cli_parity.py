@@ -34,9 +34,9 @@ def fasta_sequences(text):
 
 
 def read_pdb_chains(path):
-    """(chain, residue number, atom name) -> xyz, from ATOM records."""
+    """(chain, residue number, atom name) -> [x, y, z, B-factor], from ATOM records."""
     return {
-        (line[21], int(line[22:26]), line[12:16].strip()): [float(line[30:38]), float(line[38:46]), float(line[46:54])]
+        (line[21], int(line[22:26]), line[12:16].strip()): [float(line[30:38]), float(line[38:46]), float(line[46:54]), float(line[60:66])]
         for line in open(path)
         if line.startswith("ATOM")
     }
@@ -131,6 +131,8 @@ def test_design_equals_esm3_generate_with_retries(tmp_path, cli, model):
         assert d.seed == summary["seed"] and d.attempts == summary["attempts"] == 3
         assert d.complexity == summary["complexity"] and d.passed is summary["complexity"]["passes"] is False
         assert d.rejected_attempts == summary["rejected_attempts"] and len(d.rejected_attempts) == 2
+        # Design i, attempt k: seed 7 + i + 2k (the CLI's --seed documentation).
+        assert sorted([d.seed] + [r["seed"] for r in d.rejected_attempts]) == [7 + i, 9 + i, 11 + i]
         assert d.protein.ptm == pytest.approx(summary["ptm"], abs=1e-6)
         # The relaxed backbone the CLI wrote.
         d.protein.to_pdb(tmp_path / "ours.pdb")
@@ -169,6 +171,12 @@ num_steps = 5
     summary = json.loads((tmp_path / "out" / "scaffold.json").read_text())
     (d,) = model.design(prompt=prompt, seed=3)
     assert d.protein.sequence == summary["sequence"]
+    # The CLI's sampling flags and design's arguments of the same names.
+    cli("generate", "--prompt", prompt, "--seed", 3, "--temperature", 0.3, "--num-steps", 3, "--strategy", "entropy", "--no-report", "-o", tmp_path / "flags", "--model-dir", BUNDLED)
+    flagged = json.loads((tmp_path / "flags" / "scaffold.json").read_text())
+    (e,) = model.design(prompt=prompt, seed=3, temperature=0.3, num_steps=3, strategy="entropy")
+    assert e.protein.sequence == flagged["sequence"]
+    assert [c["num_steps"] for c in flagged["plan"]] == [3, 3]
     assert d.protein.sequence[5:10] == "KTITL"
     assert d.motif_rmsd == pytest.approx(summary["motif_backbone_rmsd"], abs=1e-9)
     d.protein.to_pdb(tmp_path / "ours.pdb")
@@ -206,13 +214,15 @@ def test_inverse_fold_equals_esm3_inverse_fold(tmp_path, cli, model):
 def test_inverse_fold_of_a_complex_equals_the_cli(cli, model):
     fasta = cli("inverse-fold", DIMER, "--chain", "A,B", "--fix", "B", "--seed", 4, "--model-dir", BUNDLED)
     (expected,) = fasta_sequences(fasta)
-    p = model.inverse_fold(DIMER, seed=4, chain_id=["A", "B"], fix=["B"])
+    p = model.inverse_fold(DIMER, seed=4, chain_id=["A", "B"], fix="B")
     assert p.sequence == expected
     a, b = p.sequence.split("|")
-    native_b = esm3rs.ESMProtein.from_pdb(DIMER, "B").sequence
-    assert b == native_b and len(a) == len(esm3rs.ESMProtein.from_pdb(DIMER, "A"))
-    # The input coordinates come back; nothing was predicted about them.
-    assert p.coordinates.shape == (len(p.sequence), 37, 3) and p.plddt is None and p.ptm is None
+    native_a, native_b = (esm3rs.ESMProtein.from_pdb(DIMER, c) for c in "AB")
+    assert b == native_b.sequence and len(a) == len(native_a)
+    # The file's coordinates come back, chain A, a break without atoms, then chain B.
+    np.testing.assert_array_equal(p.coordinates[: len(a)], native_a.coordinates)
+    assert np.isnan(p.coordinates[len(a)]).all()
+    np.testing.assert_array_equal(p.coordinates[len(a) + 1 :], native_b.coordinates)
     # Both chains designed: the same as the CLI, from the path or from the joined protein.
     (both,) = fasta_sequences(cli("inverse-fold", DIMER, "--chain", "A,B", "--seed", 4, "--model-dir", BUNDLED))
     assert model.inverse_fold(DIMER, seed=4, chain_id=["A", "B"]).sequence == both

@@ -120,6 +120,8 @@ pub fn run(args: Args) -> Result<()> {
         &policy,
         step_bar(&step_pb, &prompt),
         |d: ChosenDesign| -> Result<()> {
+            // The decoding steps' bar goes before the design's lines are printed.
+            step_pb.finish_and_clear();
             let name = if n == 1 {
                 prompt.name.clone()
             } else {

@@ -106,7 +106,10 @@ class ESMProtein:
         (``AAA|BBB``) as chains A, B, ... each numbered from 1."""
         if self.coordinates is None:
             raise ValueError("the protein has no coordinates to write")
-        sequence = (self.sequence or "X" * len(self)).replace("_", "X")
+        masked = [i + 1 for i, c in enumerate(self.sequence or "") if c == "_"]
+        if masked:
+            raise ValueError(f"positions {masked[:10]}{' ...' if len(masked) > 10 else ''} (1-based) are still masked (`_`): generate the sequence first, as `esm3` writes no structure for it")
+        sequence = self.sequence or "X" * len(self)
         plddt = None if self.plddt is None else [float(v) for v in self.plddt]
         unknown = _native.write_pdb(os.fspath(path), sequence, _float32_atoms(self.coordinates, "coordinates"), plddt)
         if unknown:
@@ -195,6 +198,8 @@ class ESMProtein:
             ours = [FunctionAnnotation(a.label, int(a.start), int(a.end)) for a in protein.function_annotations]
             function = [a for a in ours if a.label not in residue_labels]
             residue = [a for a in ours if a.label in residue_labels] or None
+            if not function and residue:
+                function = None
         ptm = protein.ptm
         return cls(
             sequence=protein.sequence,
@@ -287,8 +292,18 @@ def unconditional_plan(length: int, tracks: Iterable[str] = ("sequence", "struct
     return [GenerationConfig._from_json(c) for c in _native.preset_plan("unconditional", length, list(tracks))]
 
 
-def _count(what: str, value, minimum: int = 0) -> int:
-    """An integer argument (numpy integers too) at least ``minimum``, or ``ValueError``."""
+_U64_MAX = 2**64 - 1
+
+
+def _real(what: str, value) -> float:
+    """A real-number argument (numpy floats too), or ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _count(what: str, value, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
+    """An integer argument (numpy integers too) in ``minimum..=maximum``, or ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
@@ -297,6 +312,8 @@ def _count(what: str, value, minimum: int = 0) -> int:
     value = int(value)
     if value < minimum:
         raise ValueError(f"{what} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{what} must be at most {maximum}, got {value}")
     return value
 
 
@@ -413,13 +430,13 @@ class Model:
         the protein's masked positions, once. For designs as ``esm3 generate`` makes them
         (complexity retries, motifs, relaxed backbones) use :meth:`design`."""
         fields = self._protein(protein)._native_fields()
-        return ESMProtein._from_native(self._native.generate(fields, _plan(config), _count("seed", seed)))
+        return ESMProtein._from_native(self._native.generate(fields, _plan(config), _count("seed", seed, maximum=_U64_MAX)))
 
     def generate_batch(self, proteins: Sequence[ProteinLike], config, seeds: Optional[Sequence[int]] = None) -> list:
         """:meth:`generate` for many proteins at once (one forward per step for the batch);
         protein ``i`` uses ``seeds[i]`` (default ``i``) and equals generating it alone."""
         proteins = [self._protein(p)._native_fields() for p in proteins]
-        seeds = list(range(len(proteins))) if seeds is None else [_count("seed", s) for s in seeds]
+        seeds = list(range(len(proteins))) if seeds is None else [_count("seed", s, maximum=_U64_MAX) for s in seeds]
         return [ESMProtein._from_native(d) for d in self._native.generate_batch(proteins, _plan(config), seeds)]
 
     def design(
@@ -429,48 +446,74 @@ class Model:
         prompt: Union[str, os.PathLike, ESMProtein, None] = None,
         n: int = 1,
         seed: int = 0,
-        tracks: Iterable[str] = ("sequence", "structure"),
+        tracks: Optional[Iterable[str]] = None,
         plan=None,
+        num_steps: Optional[int] = None,
+        temperature: Optional[float] = None,
+        strategy: Optional[str] = None,
+        schedule: Optional[str] = None,
+        top_p: Optional[float] = None,
+        annealing: bool = True,
         max_attempts: int = 4,
         max_low_complexity: Optional[float] = None,
         max_homopolymer: Optional[int] = None,
         batch_size: int = 8,
         relax: bool = True,
     ) -> list:
-        """``esm3 generate``: ``n`` designs of ``length`` residues (``tracks`` in order) or of a
-        ``prompt`` (a TOML/JSON prompt file, motifs included, or an ``ESMProtein`` with ``_``
-        where to design and a ``plan``). Design ``i`` attempt ``k`` uses seed
-        ``seed + i + k*n``; a design whose sequence is too repetitive is generated again, up to
-        ``max_attempts`` in all. ``plan`` (a ``GenerationConfig`` or a list) replaces the
-        prompt's. Backbones are relaxed as the CLI writes them (motif residues kept) unless
-        ``relax=False``. Same arguments, same designs as the CLI. Returns :class:`Design`\ s."""
-        n = _count("n", n, 1)
-        native_plan = None if plan is None else _plan(plan)
+        """``esm3 generate``: ``n`` designs of ``length`` residues (``tracks`` in order, default
+        sequence then structure) or of a ``prompt`` (a TOML/JSON prompt file, motifs included,
+        or an ``ESMProtein`` with ``_`` where to design and a ``plan``). ``plan`` (a
+        ``GenerationConfig`` or a list) replaces the prompt's; ``num_steps``, ``temperature``,
+        ``strategy``, ``schedule``, ``top_p`` and ``annealing=False`` then apply to each step,
+        as the CLI's flags of those names. Design ``i`` attempt ``k`` uses seed ``seed + i +
+        k*n``; a design whose sequence is too repetitive is generated again, up to
+        ``max_attempts`` in all. Backbones are relaxed as the CLI writes them (motif residues
+        kept) unless ``relax=False``. The same arguments as the CLI's give its designs.
+        Returns :class:`Design`\ s."""
+        if (length is None) == (prompt is None):
+            raise ValueError("give a length or a prompt (a prompt file or an ESMProtein), not both")
+        if tracks is not None and (prompt is not None or plan is not None):
+            raise ValueError("tracks applies to a length without a plan; a prompt file or a plan says its tracks")
+        if plan is not None:
+            configs = [GenerationConfig._from_json(c) for c in _plan(plan)]
+        elif length is not None:
+            tracks = list(tracks or ()) or ["sequence", "structure"]
+            configs = unconditional_plan(_count("length", length, 1), tracks)
+        elif isinstance(prompt, (str, os.PathLike)):
+            configs = [GenerationConfig._from_json(c) for c in _native.prompt_plan(os.fspath(prompt))]
+        else:
+            raise ValueError("an ESMProtein prompt needs a plan: the GenerationConfigs to run")
+        if not configs:
+            raise ValueError("the plan is empty: give at least one GenerationConfig")
+        overrides = {
+            "num_steps": None if num_steps is None else _count("num_steps", num_steps, 1),
+            "temperature": None if temperature is None else _real("temperature", temperature),
+            "strategy": strategy,
+            "schedule": schedule,
+            "top_p": None if top_p is None else _real("top_p", top_p),
+            "temperature_annealing": None if annealing else False,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        native_plan = [dataclasses.replace(c, **overrides)._json() for c in configs]
         kwargs = dict(
-            n=n,
-            seed=_count("seed", seed),
+            plan=native_plan,
+            n=_count("n", n, 1),
+            seed=_count("seed", seed, maximum=_U64_MAX),
             max_attempts=_count("max_attempts", max_attempts, 1),
-            max_low_complexity=None if max_low_complexity is None else float(max_low_complexity),
+            max_low_complexity=None if max_low_complexity is None else _real("max_low_complexity", max_low_complexity),
             max_homopolymer=None if max_homopolymer is None else _count("max_homopolymer", max_homopolymer),
             batch_size=_count("batch_size", batch_size, 1),
         )
-        if (length is None) == (prompt is None):
-            raise ValueError("give a length or a prompt (a prompt file or an ESMProtein), not both")
         if length is not None:
-            length = _count("length", length, 1)
-            if native_plan is None:
-                native_plan = [c._json() for c in unconditional_plan(length, tracks)]
-            out = self._native.design(length=length, plan=native_plan, **kwargs)
+            out = self._native.design(length=_count("length", length, 1), **kwargs)
         elif isinstance(prompt, (str, os.PathLike)):
-            out = self._native.design(prompt_file=os.fspath(prompt), plan=native_plan, **kwargs)
+            out = self._native.design(prompt_file=os.fspath(prompt), **kwargs)
         else:
-            if native_plan is None:
-                raise ValueError("an ESMProtein prompt needs a plan: the GenerationConfigs to run")
-            out = self._native.design(protein=self._protein(prompt)._native_fields(), plan=native_plan, **kwargs)
+            out = self._native.design(protein=self._protein(prompt)._native_fields(), **kwargs)
         designs = []
         for d in out:
             protein = ESMProtein._from_native(d["protein"])
-            if relax and protein.coordinates is not None and protein.plddt is not None and "_" not in (protein.sequence or "_"):
+            if relax and _written_as_relaxed(protein):
                 protein.coordinates = _relax_chains(protein.coordinates, protein.sequence, d["motif_positions"])
             summary = json.loads(d["summary"])
             designs.append(Design(protein, d["seed"], d["attempts"], d["passed"], summary["complexity"], summary["rejected_attempts"], d["motif_rmsd"]))
@@ -486,8 +529,8 @@ class Model:
         config = folding_config()
         if num_steps is not None:
             config.num_steps = _count("num_steps", num_steps, 1)
-        out = ESMProtein._from_native(self._native.fold(protein.sequence, config._json(), _count("seed", seed)))
-        if relax and out.coordinates is not None and out.plddt is not None:
+        out = ESMProtein._from_native(self._native.fold(protein.sequence, config._json(), _count("seed", seed, maximum=_U64_MAX)))
+        if relax and _written_as_relaxed(out):
             out.coordinates = _relax_chains(out.coordinates, out.sequence)
         return out
 
@@ -507,7 +550,8 @@ class Model:
         pTM: the model did not predict this structure)."""
         if isinstance(structure, (str, os.PathLike)):
             chains = [] if chain_id is None else [chain_id] if isinstance(chain_id, str) else list(chain_id)
-            _, _, prompt_sequence, coordinates, _ = _native.inverse_folding_input(os.fspath(structure), chains, list(fix))
+            fix = [fix] if isinstance(fix, str) else list(fix)
+            _, _, prompt_sequence, coordinates, _ = _native.inverse_folding_input(os.fspath(structure), chains, fix)
         else:
             structure = self._protein(structure)
             if structure.coordinates is None:
@@ -528,6 +572,12 @@ class Model:
     def decode(self, tensor: ESMProteinTensor) -> ESMProtein:
         """Tokens → protein (structure tokens to coordinates with pLDDT, pTM and PAE)."""
         return ESMProtein._from_native(self._native.decode(dataclasses.asdict(tensor)))
+
+
+def _written_as_relaxed(p: ESMProtein) -> bool:
+    """What the CLI relaxes before writing: decoded coordinates (they come with pLDDT) of a
+    sequence without masked positions."""
+    return p.coordinates is not None and p.plddt is not None and p.sequence is not None and "_" not in p.sequence
 
 
 def _relax_chains(coordinates: np.ndarray, sequence: str, fixed: Sequence[int] = ()) -> np.ndarray:
