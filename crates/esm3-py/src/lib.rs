@@ -12,7 +12,9 @@ use candle_core::{DType, Device, Tensor};
 use numpy::{
     IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -57,6 +59,19 @@ fn model_err(e: ModelError) -> PyErr {
         | ModelError::Checkpoint { .. }
         | ModelError::Unreadable { .. } => PyValueError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+/// A structure file that cannot be read is an `OSError` of the matching kind
+/// (`FileNotFoundError`, `PermissionError`); one that reads but is wrong, a `ValueError`.
+fn read_err(e: esm3_protein::io::ReadError) -> PyErr {
+    match &e {
+        esm3_protein::io::ReadError::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(e.to_string()),
+            _ => PyOSError::new_err(e.to_string()),
+        },
+        _ => PyValueError::new_err(e.to_string()),
     }
 }
 
@@ -805,15 +820,9 @@ fn read_chain<'py>(
     path: PathBuf,
     chain_id: Option<&str>,
 ) -> PyResult<(String, String, Bound<'py, PyArrayDyn<f32>>)> {
-    if !path.exists() {
-        return Err(PyFileNotFoundError::new_err(format!(
-            "{}: no such file",
-            path.display()
-        )));
-    }
     let chain = py
         .detach(|| esm3_protein::read_chain(&path, chain_id))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(read_err)?;
     let atoms = atoms_to_numpy(py, &chain.atom37)?;
     Ok((chain.chain_id, chain.sequence, atoms))
 }
@@ -880,19 +889,11 @@ fn inverse_folding_input<'py>(
     Bound<'py, PyArrayDyn<f32>>,
     Vec<bool>,
 )> {
-    if !path.exists() {
-        return Err(PyFileNotFoundError::new_err(format!(
-            "{}: no such file",
-            path.display()
-        )));
-    }
-    let input = py
-        .detach(|| {
-            let structure = esm3_protein::read_structure(&path).map_err(|e| e.to_string())?;
-            design::InverseFoldingInput::new(structure.chains(), &chains, &fix)
-                .map_err(|e| format!("{}: {e}", path.display()))
-        })
-        .map_err(PyValueError::new_err)?;
+    let input = py.detach(|| {
+        let structure = esm3_protein::read_structure(&path).map_err(read_err)?;
+        design::InverseFoldingInput::new(structure.chains(), &chains, &fix)
+            .map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))
+    })?;
     let atoms = atoms_to_numpy(py, input.prompt.coordinates.as_deref().unwrap_or(&[]))?;
     Ok((
         input.ids,
