@@ -148,6 +148,22 @@ pub struct ChosenDesign {
     pub passed: bool,
 }
 
+impl ChosenDesign {
+    /// The rejected attempts as design summaries list them: seed, sequence, complexity.
+    pub fn rejected_summary(&self, t: &ComplexityThresholds) -> Vec<serde_json::Value> {
+        self.rejected
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "seed": a.seed,
+                    "sequence": a.design.0.sequence,
+                    "complexity": complexity_summary(a.complexity.as_ref(), t),
+                })
+            })
+            .collect()
+    }
+}
+
 /// `n` designs of one prompt, design `i` attempt `k` with seed `seed + i + k·n`, as `esm3
 /// generate` makes them. `on_design` gets each design as soon as it is chosen (slots in
 /// ascending order within an attempt round); a single design reports its decoding steps

@@ -649,44 +649,7 @@ impl Model {
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyList>> {
         let pipeline = self.pipeline("design")?;
-        let plan = plan.as_deref().map(plan_from_json).transpose()?;
-        if plan.as_ref().is_some_and(Vec::is_empty) {
-            return Err(PyValueError::new_err(
-                "the plan is empty: give at least one GenerationConfig",
-            ));
-        }
-        let prompt = match (prompt_file, protein, length) {
-            (Some(file), None, None) => {
-                if !file.exists() {
-                    return Err(PyFileNotFoundError::new_err(format!(
-                        "{}: no such file",
-                        file.display()
-                    )));
-                }
-                let mut prompt = Prompt::read(&file).map_err(PyValueError::new_err)?;
-                if let Some(plan) = plan {
-                    prompt.plan = plan;
-                }
-                prompt
-            }
-            (None, Some(p), None) => design::checked_prompt(
-                "design",
-                protein_from_py(&p)?,
-                plan.ok_or_else(|| PyValueError::new_err("a protein prompt needs a plan"))?,
-            )
-            .map_err(PyValueError::new_err)?,
-            (None, None, Some(length)) => Prompt::unconditional(
-                "design",
-                length,
-                plan.ok_or_else(|| PyValueError::new_err("a length prompt needs a plan"))?,
-            )
-            .map_err(PyValueError::new_err)?,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "give exactly one of a prompt file, a protein or a length",
-                ))
-            }
-        };
+        let prompt = design_prompt(prompt_file, protein, length, plan)?;
         let defaults = ComplexityThresholds::default();
         let policy = design::AttemptPolicy {
             max_attempts,
@@ -721,28 +684,15 @@ impl Model {
             .iter()
             .flat_map(|m| m.positions.iter().copied())
             .collect();
-        let t = &policy.thresholds;
         let list = PyList::empty(py);
         for d in chosen {
-            let summary = serde_json::json!({
-                "plan": prompt.plan,
-                "complexity": design::complexity_summary(d.chosen.complexity.as_ref(), t),
-                "rejected_attempts": d.rejected.iter().map(|a| serde_json::json!({
-                    "seed": a.seed,
-                    "sequence": a.design.0.sequence,
-                    "complexity": design::complexity_summary(a.complexity.as_ref(), t),
-                })).collect::<Vec<_>>(),
-            });
-            let item = PyDict::new(py);
-            let (protein, motif_rmsd) = d.chosen.design;
-            item.set_item("protein", protein_to_py(py, protein)?)?;
-            item.set_item("seed", d.chosen.seed)?;
-            item.set_item("attempts", d.attempts)?;
-            item.set_item("passed", d.passed)?;
-            item.set_item("motif_rmsd", motif_rmsd)?;
-            item.set_item("motif_positions", motif_positions.clone())?;
-            item.set_item("summary", summary.to_string())?;
-            list.append(item)?;
+            list.append(chosen_to_py(
+                py,
+                d,
+                &prompt,
+                &motif_positions,
+                &policy.thresholds,
+            )?)?;
         }
         Ok(list)
     }
@@ -771,6 +721,75 @@ impl Model {
         let p = py.detach(|| pipeline.decode(&t)).map_err(generation_err)?;
         protein_to_py(py, p)
     }
+}
+
+/// The prompt of `Model.design`: a prompt file (its plan replaced by `plan` when given), a
+/// protein with a plan, or a length with a plan.
+fn design_prompt(
+    prompt_file: Option<PathBuf>,
+    protein: Option<Bound<'_, PyDict>>,
+    length: Option<usize>,
+    plan: Option<Vec<String>>,
+) -> PyResult<Prompt> {
+    let plan = plan.as_deref().map(plan_from_json).transpose()?;
+    if plan.as_ref().is_some_and(Vec::is_empty) {
+        return Err(PyValueError::new_err(
+            "the plan is empty: give at least one GenerationConfig",
+        ));
+    }
+    let needs_plan = |what: &str| PyValueError::new_err(format!("a {what} prompt needs a plan"));
+    match (prompt_file, protein, length) {
+        (Some(file), None, None) => {
+            if !file.exists() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "{}: no such file",
+                    file.display()
+                )));
+            }
+            let mut prompt = Prompt::read(&file).map_err(PyValueError::new_err)?;
+            if let Some(plan) = plan {
+                prompt.plan = plan;
+            }
+            Ok(prompt)
+        }
+        (None, Some(p), None) => {
+            let plan = plan.ok_or_else(|| needs_plan("protein"))?;
+            design::checked_prompt("design", protein_from_py(&p)?, plan)
+                .map_err(PyValueError::new_err)
+        }
+        (None, None, Some(length)) => {
+            let plan = plan.ok_or_else(|| needs_plan("length"))?;
+            Prompt::unconditional("design", length, plan).map_err(PyValueError::new_err)
+        }
+        _ => Err(PyValueError::new_err(
+            "give exactly one of a prompt file, a protein or a length",
+        )),
+    }
+}
+
+/// One design of `Model.design` as the dict `esm3rs.Design` is made from.
+fn chosen_to_py<'py>(
+    py: Python<'py>,
+    d: design::ChosenDesign,
+    prompt: &Prompt,
+    motif_positions: &[usize],
+    t: &ComplexityThresholds,
+) -> PyResult<Bound<'py, PyDict>> {
+    let summary = serde_json::json!({
+        "plan": prompt.plan,
+        "complexity": design::complexity_summary(d.chosen.complexity.as_ref(), t),
+        "rejected_attempts": d.rejected_summary(t),
+    });
+    let item = PyDict::new(py);
+    let (protein, motif_rmsd) = d.chosen.design;
+    item.set_item("protein", protein_to_py(py, protein)?)?;
+    item.set_item("seed", d.chosen.seed)?;
+    item.set_item("attempts", d.attempts)?;
+    item.set_item("passed", d.passed)?;
+    item.set_item("motif_rmsd", motif_rmsd)?;
+    item.set_item("motif_positions", motif_positions.to_vec())?;
+    item.set_item("summary", summary.to_string())?;
+    Ok(item)
 }
 
 /// Relaxes a decoded backbone as `esm3 fold` does before writing it: returns the new atom37

@@ -66,31 +66,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut prompt = match (&args.prompt, args.length) {
-        (Some(p), _) => Prompt::read(p).map_err(anyhow::Error::msg)?,
-        (None, Some(n)) => {
-            let tracks: Vec<Track> = if args.track.is_empty() {
-                vec![Track::Sequence, Track::Structure]
-            } else {
-                args.track
-                    .iter()
-                    .map(|t| Track::from_name(t).expect("validated by clap"))
-                    .collect()
-            };
-            let plan = GenerationConfig::unconditional_plan(&tracks, n);
-            Prompt::unconditional("design", n, plan).map_err(anyhow::Error::msg)?
-        }
-        (None, None) => bail!("give --length N or --prompt FILE"),
-    };
-    if args.prompt.is_some() && !args.track.is_empty() {
-        bail!(
-            "--track applies without a prompt file; a prompt file says its tracks in [[generate]]"
-        );
-    }
-    for c in prompt.plan.iter_mut() {
-        *c = args.sampling.apply(c.clone());
-        c.validate().map_err(anyhow::Error::msg)?;
-    }
+    let prompt = read_prompt(&args)?;
     let designer = Designer::load(&args.model)?;
     let policy = AttemptPolicy {
         max_attempts: args.max_attempts,
@@ -130,20 +106,9 @@ pub fn run(args: Args) -> Result<()> {
             if !d.passed {
                 failed_all.push(name.clone());
             }
-            let rejected: Vec<serde_json::Value> = d
-                .rejected
-                .iter()
-                .map(|a| {
-                    serde_json::json!({
-                        "seed": a.seed,
-                        "sequence": a.design.0.sequence,
-                        "complexity": complexity_summary(a.complexity.as_ref(), &thresholds),
-                    })
-                })
-                .collect();
             let check = Check {
                 complexity: complexity_summary(d.chosen.complexity.as_ref(), &thresholds),
-                rejected,
+                rejected: d.rejected_summary(&thresholds),
                 attempts: d.attempts,
             };
             let summary = write_one(
@@ -164,6 +129,43 @@ pub fn run(args: Args) -> Result<()> {
     step_pb.finish_and_clear();
     batch_bar.finish_and_clear();
     report.finish(&format!("esm3 generate: {} ({n} designs)", prompt.name))?;
+    warn_failed(&args, &failed_all);
+    Ok(())
+}
+
+/// The prompt file, or the unconditional plan of `--length` and `--track`, with the sampling
+/// flags applied to each step.
+fn read_prompt(args: &Args) -> Result<Prompt> {
+    let mut prompt = match (&args.prompt, args.length) {
+        (Some(p), _) => Prompt::read(p).map_err(anyhow::Error::msg)?,
+        (None, Some(n)) => {
+            let tracks: Vec<Track> = if args.track.is_empty() {
+                vec![Track::Sequence, Track::Structure]
+            } else {
+                args.track
+                    .iter()
+                    .map(|t| Track::from_name(t).expect("validated by clap"))
+                    .collect()
+            };
+            let plan = GenerationConfig::unconditional_plan(&tracks, n);
+            Prompt::unconditional("design", n, plan).map_err(anyhow::Error::msg)?
+        }
+        (None, None) => bail!("give --length N or --prompt FILE"),
+    };
+    if args.prompt.is_some() && !args.track.is_empty() {
+        bail!(
+            "--track applies without a prompt file; a prompt file says its tracks in [[generate]]"
+        );
+    }
+    for c in prompt.plan.iter_mut() {
+        *c = args.sampling.apply(c.clone());
+        c.validate().map_err(anyhow::Error::msg)?;
+    }
+    Ok(prompt)
+}
+
+/// Names the designs whose every attempt failed the complexity check.
+fn warn_failed(args: &Args, failed_all: &[String]) {
     if !failed_all.is_empty() {
         let what = if args.max_attempts == 1 {
             "(--max-attempts 1: reported, not retried)".to_string()
@@ -178,7 +180,6 @@ pub fn run(args: Args) -> Result<()> {
             failed_all.join(", ")
         );
     }
-    Ok(())
 }
 
 /// What the complexity filter found for one written design.
