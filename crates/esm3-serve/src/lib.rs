@@ -20,7 +20,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+/// Why the server did not start or stopped: a refused configuration, or the network.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, ServeError>;
+
+fn refuse<T>(message: impl Into<String>) -> Result<T> {
+    Err(ServeError::Config(message.into()))
+}
 
 pub use engine::Model;
 pub use worker::BatchPolicy;
@@ -50,11 +68,11 @@ impl ServerConfig {
     /// Refuses a configuration that would expose an unauthenticated server.
     pub fn check(&self) -> Result<()> {
         match &self.tokens {
-            None if !self.bind.ip().is_loopback() => bail!(
+            None if !self.bind.ip().is_loopback() => refuse(format!(
                 "--no-auth is only allowed on a loopback address (127.0.0.1 or ::1), not {}: give tokens with --token-file or ESM3_SERVE_TOKENS",
                 self.bind
-            ),
-            Some(t) if t.is_empty() => bail!("no tokens: the token file or ESM3_SERVE_TOKENS is empty"),
+            )),
+            Some(t) if t.is_empty() => refuse("no tokens: the token file or ESM3_SERVE_TOKENS is empty"),
             _ => Ok(()),
         }
     }
@@ -85,18 +103,16 @@ pub fn serve(
 ) -> Result<()> {
     config.check()?;
     if models.is_empty() {
-        bail!("no model to serve");
+        return refuse("no model to serve");
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let mut by_name = HashMap::new();
     let mut routes = Vec::new();
     let mut workers = Vec::new();
     for m in models {
-        let name = m
-            .names
-            .first()
-            .cloned()
-            .context("a served model needs a name")?;
+        let Some(name) = m.names.first().cloned() else {
+            return refuse("a served model needs a name");
+        };
         let kind = m.model.kind();
         let (queue, handle) = worker::start(
             name.clone(),
@@ -108,7 +124,7 @@ pub fn serve(
         let route = Arc::new(http::Route { kind, queue, name });
         for n in m.names {
             if by_name.insert(n.clone(), route.clone()).is_some() {
-                bail!("model name `{n}` is given twice");
+                return refuse(format!("model name `{n}` is given twice"));
             }
         }
         routes.push(route);
@@ -129,7 +145,10 @@ pub fn serve(
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
-            .with_context(|| format!("binding {}", config.bind))?;
+            .map_err(|source| ServeError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         let addr = listener.local_addr()?;
         on_listen(addr);
         let shutdown_state = state.clone();
@@ -140,7 +159,7 @@ pub fn serve(
                 shutdown_state.ready.store(false, Ordering::SeqCst);
             })
             .await
-            .context("serving")
+            .map_err(ServeError::Io)
     })?;
     // Every request has been answered; dropping the routes closes the queues and ends the workers.
     drop(state);

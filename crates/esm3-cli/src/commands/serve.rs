@@ -182,5 +182,6 @@ pub fn run(args: Args) -> Result<()> {
     esm3_serve::serve(config, served, |addr| {
         // The one line scripts wait for (the tests read the port from it).
         eprintln!("listening on http://{addr} (models: {})", names.join(", "));
-    })
+    })?;
+    Ok(())
 }
