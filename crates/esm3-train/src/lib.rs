@@ -29,8 +29,25 @@ pub enum TrainError {
     Model(#[from] esm3_models::ModelError),
     #[error(transparent)]
     Noise(#[from] noise::NoiseError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Msg(String),
+}
+
+impl TrainError {
+    /// An I/O failure on `path`, named in the message.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

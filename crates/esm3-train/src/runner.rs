@@ -16,6 +16,7 @@ use crate::checkpoint;
 use crate::metrics::MetricsLog;
 use crate::optim::{AdamW, LrSchedule};
 use crate::trainable::Trainable;
+use crate::TrainError;
 
 /// Loop settings common to every objective (`[run]` in a training config).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -96,9 +97,9 @@ pub fn train<O: Objective>(
     out: &Path,
     resume: bool,
     show_progress: bool,
-) -> anyhow::Result<RunSummary> {
+) -> crate::Result<RunSummary> {
     crate::heap::retain_freed_memory();
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
     let mut start = 0;
     if resume {
         match checkpoint::latest(out) {
@@ -109,13 +110,15 @@ pub fn train<O: Objective>(
                 start = restored.step;
                 tracing::info!("resumed from {} at step {start}", dir.display());
             }
-            None => anyhow::bail!(
-                "{}: --resume given but the run has no checkpoint (checkpoints/latest)",
-                out.display()
-            ),
+            None => {
+                return Err(TrainError::Msg(format!(
+                    "{}: --resume given but the run has no checkpoint (checkpoints/latest)",
+                    out.display()
+                )))
+            }
         }
     }
-    let mut log = MetricsLog::open(out, resume.then_some(start))?;
+    let mut log = MetricsLog::open(out, resume.then_some(start)).map_err(TrainError::io(out))?;
     let bar = if show_progress {
         let bar = ProgressBar::new(run.steps as u64);
         bar.set_style(
@@ -144,10 +147,10 @@ pub fn train<O: Objective>(
         } = objective.loss(model, step)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
-            anyhow::bail!(
+            return Err(TrainError::Msg(format!(
                 "step {}: the loss is {loss_value}; stopping (lower the learning rate?)",
                 step + 1
-            );
+            )));
         }
         let grads = loss.backward()?;
         let report = optimizer.step(&grads, lr)?;
@@ -167,14 +170,16 @@ pub fn train<O: Objective>(
             ));
             window_tokens = 0;
             window_start = Instant::now();
-            log.record("train", done, &values)?;
+            log.record("train", done, &values)
+                .map_err(TrainError::io(out))?;
         }
         bar.set_position(done as u64);
         let validate = done % run.validate_every.max(1) == 0 || done == run.steps;
         if validate {
             last_validation = objective.validate(model)?;
-            log.record("valid", done, &last_validation)?;
-            log.render(objective.name())?;
+            log.record("valid", done, &last_validation)
+                .map_err(TrainError::io(out))?;
+            log.render(objective.name()).map_err(TrainError::io(out))?;
             let brief: Vec<String> = last_validation
                 .iter()
                 .take(4)
@@ -195,7 +200,7 @@ pub fn train<O: Objective>(
         }
     }
     bar.finish_and_clear();
-    log.render(objective.name())?;
+    log.render(objective.name()).map_err(TrainError::io(out))?;
     Ok(RunSummary {
         steps: run.steps,
         seconds: started.elapsed().as_secs_f64(),
