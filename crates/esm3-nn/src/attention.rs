@@ -64,6 +64,19 @@ impl MultiHeadAttention {
         {
             return self.out_proj.forward(&context);
         }
+        if let Some(blas) = crate::blas::get() {
+            let training = crate::attention_grad::attention(
+                &q,
+                &k,
+                &v,
+                ctx.mask.as_ref(),
+                scale as f32,
+                blas,
+            )?;
+            if let Some(context) = training {
+                return self.out_proj.forward(&context);
+            }
+        }
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = &ctx.mask {
             scores = scores.broadcast_add(mask)?;

@@ -158,7 +158,11 @@ pub fn attention_core(
 
 /// Replaces each row `s` of `scores` (rows of `width`) by `exp(s + mask − max(s + mask))` and
 /// returns each row's sum.
-fn exp_rows_in_place(scores: &mut [f32], width: usize, mask: Option<&[f32]>) -> Vec<f32> {
+pub(crate) fn exp_rows_in_place(
+    scores: &mut [f32],
+    width: usize,
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked just above.

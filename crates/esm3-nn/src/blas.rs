@@ -213,6 +213,52 @@ impl Blas {
         )
     }
 
+    /// One single-threaded row-major `c[m×n] = alpha · op(a) · op(b) + beta · c`, `op` a
+    /// transpose where asked: `a` is m×k (k×m when `trans_a`), `b` k×n (n×k when `trans_b`).
+    ///
+    /// # Safety
+    /// The pointers address matrices of those sizes with the given leading dimensions; `c`
+    /// overlaps neither operand.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn sgemm_general(
+        &self,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        assert!(
+            m.max(n).max(k).max(lda).max(ldb).max(ldc) <= c_int::MAX as usize,
+            "GEMM dimension beyond the BLAS's 32-bit indices"
+        );
+        let t = |yes: bool| if yes { TRANS } else { NO_TRANS };
+        (self.sgemm)(
+            ROW_MAJOR,
+            t(trans_a),
+            t(trans_b),
+            m as c_int,
+            n as c_int,
+            k as c_int,
+            alpha,
+            a,
+            lda as c_int,
+            b,
+            ldb as c_int,
+            beta,
+            c,
+            ldc as c_int,
+        )
+    }
+
     /// One row-major `c = a · wᵀ + beta·c` call with leading dimensions k, k, ldc.
     ///
     /// # Safety
@@ -244,6 +290,54 @@ impl Blas {
             beta,
             c,
             ldc as c_int,
+        )
+    }
+}
+
+/// A row-major single-threaded GEMM `c[m×n] = alpha · op(a) · op(b) + beta · c`: the system
+/// BLAS in use, a plain loop in the tests (so the ops are checked without a BLAS too).
+pub trait Gemm: Sync {
+    /// # Safety
+    /// `a` is m×k (k×m when `trans_a`), `b` k×n (n×k when `trans_b`), `c` m×n, each with the
+    /// given leading dimension; `c` overlaps neither operand.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        &self,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    );
+}
+
+impl Gemm for Blas {
+    unsafe fn gemm(
+        &self,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        self.sgemm_general(
+            trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
         )
     }
 }

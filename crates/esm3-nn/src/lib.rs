@@ -5,6 +5,7 @@
 //! of floating-point operations where that matters for 1e-4 parity (spec §11).
 
 pub mod attention;
+pub mod attention_grad;
 pub mod attention_kernel;
 pub mod bf16_gemm;
 pub mod blas;
@@ -24,6 +25,7 @@ pub mod rotary;
 pub mod stack;
 #[cfg(test)]
 mod test_values;
+pub mod trainable_linear;
 
 pub use attention::MultiHeadAttention;
 pub use block::{BlockConfig, UnifiedTransformerBlock};

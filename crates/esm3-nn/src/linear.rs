@@ -130,6 +130,30 @@ impl Linear {
         }
     }
 
+    /// Training on the CPU in f32 with a BLAS: the products and their gradients through
+    /// [`crate::trainable_linear`]; `None` where that does not apply.
+    fn forward_trainable(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Weight::Owned(w) = &self.weight else {
+            return Ok(None);
+        };
+        let Some(blas) = blas::get() else {
+            return Ok(None);
+        };
+        let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if !cpu_f32(x)
+            || !cpu_f32(w)
+            || x.rank() == 0
+            || self.bias.as_ref().is_some_and(|b| !cpu_f32(b))
+        {
+            return Ok(None);
+        }
+        let y = crate::trainable_linear::linear(x, w, blas)?;
+        Ok(Some(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        }))
+    }
+
     /// Whether this call is CPU inference on f32 activations, which the fast kernels take.
     fn fast_path_applies(&self, x: &Tensor) -> bool {
         let bias_ok = self
@@ -144,6 +168,9 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if !self.fast_path_applies(x) {
+            if let Some(y) = self.forward_trainable(x)? {
+                return Ok(y);
+            }
             return self.forward_candle(x);
         }
         let op = match &self.weight {
@@ -164,7 +191,12 @@ impl Module for Linear {
                             None => x.apply_op2_no_bwd(w, &op),
                         };
                     }
-                    _ => return self.forward_candle(x),
+                    _ => {
+                        return match self.forward_trainable(x)? {
+                            Some(y) => Ok(y),
+                            None => self.forward_candle(x),
+                        }
+                    }
                 }
             }
         };

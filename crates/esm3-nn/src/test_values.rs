@@ -12,3 +12,49 @@ pub(crate) fn uniform(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A plain triple-loop GEMM in f64, so the kernels built on [`crate::blas::Gemm`] are checked
+/// on machines without a BLAS too.
+pub(crate) struct NaiveGemm;
+
+impl crate::blas::Gemm for NaiveGemm {
+    unsafe fn gemm(
+        &self,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for p in 0..k {
+                    let av = if trans_a {
+                        *a.add(p * lda + i)
+                    } else {
+                        *a.add(i * lda + p)
+                    };
+                    let bv = if trans_b {
+                        *b.add(j * ldb + p)
+                    } else {
+                        *b.add(p * ldb + j)
+                    };
+                    s += av as f64 * bv as f64;
+                }
+                let cv = c.add(i * ldc + j);
+                *cv = alpha * s as f32 + if beta == 0.0 { 0.0 } else { beta * *cv };
+            }
+        }
+    }
+}
+
+pub(crate) static NAIVE: NaiveGemm = NaiveGemm;

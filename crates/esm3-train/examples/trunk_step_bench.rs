@@ -14,6 +14,16 @@ use esm3_train::trunk::{batch_loss, zero_rows};
 use rand::SeedableRng;
 
 fn main() {
+    if std::env::var("BENCH_INSTALL").is_ok() {
+        return rayon::ThreadPoolBuilder::new()
+            .build()
+            .unwrap()
+            .install(run);
+    }
+    run()
+}
+
+fn run() {
     // As `esm3 train` does (runner::train), so the bench times the same heap policy.
     esm3_train::heap::retain_freed_memory();
     let args: Vec<usize> = std::env::args()
