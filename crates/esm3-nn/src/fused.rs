@@ -16,6 +16,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use crate::fastmath;
+
 /// Rows per rayon task: enough work to amortise the task, small enough to balance two cores.
 const ROWS_PER_TASK: usize = 64;
 
@@ -212,15 +214,59 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 
 struct GeluOp;
 
+/// `0.5 · v · (1 + erf(v / √2))` with the vectorisable erf (within 3·10⁻⁷ of libm's, which
+/// `Tensor::gelu_erf` calls: a scalar call that was 12 % of a VQ-VAE training step).
+#[inline(always)]
 fn gelu(v: f32) -> f32 {
-    // candle's own erf, so the forward equals `Tensor::gelu_erf` bit for bit.
-    (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v
+    (fastmath::erf(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v
 }
 
+#[inline(always)]
 fn gelu_derivative(v: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + v * INV_SQRT_2PI * (-0.5 * v * v).exp()
+    let cdf = 0.5 * (1.0 + fastmath::erf(v * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + v * INV_SQRT_2PI * fastmath::exp(-0.5 * v * v)
+}
+
+/// `y = gelu(x)` (`g` absent) or `y = g · gelu′(x)`, elementwise over one chunk.
+#[inline(always)]
+fn gelu_chunk(x: &[f32], g: Option<&[f32]>, y: &mut [f32]) {
+    match g {
+        None => y.iter_mut().zip(x).for_each(|(y, &v)| *y = gelu(v)),
+        Some(g) => {
+            for ((y, &v), &gv) in y.iter_mut().zip(x).zip(g) {
+                *y = gv * gelu_derivative(v);
+            }
+        }
+    }
+}
+
+/// The same source compiled for AVX-512 (16 lanes), chosen at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_chunk_avx512(x: &[f32], g: Option<&[f32]>, y: &mut [f32]) {
+    gelu_chunk(x, g, y)
+}
+
+/// [`gelu_chunk`] over the whole slice in parallel chunks.
+fn gelu_map(x: &[f32], g: Option<&[f32]>) -> Vec<f32> {
+    const CHUNK: usize = 4096;
+    let mut y = vec![0f32; x.len()];
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx512f");
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(i, (yc, xc))| {
+            let gc = g.map(|g| &g[i * CHUNK..i * CHUNK + xc.len()]);
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: the CPU has AVX-512F, checked above.
+                return unsafe { gelu_chunk_avx512(xc, gc, yc) };
+            }
+            gelu_chunk(xc, gc, yc)
+        });
+    y
 }
 
 impl CustomOp1 for GeluOp {
@@ -230,11 +276,7 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "gelu input")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .for_each(|(yc, xc)| yc.iter_mut().zip(xc).for_each(|(y, &v)| *y = gelu(v)));
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        Ok((CpuStorage::F32(gelu_map(x, None)), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -263,14 +305,7 @@ impl CustomOp2 for GeluGrad {
                 "fused gelu: gradient and input differ in size".into(),
             ));
         }
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096).zip(g.par_chunks(4096)))
-            .for_each(|(dc, (xc, gc))| {
-                for ((d, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                    *d = gv * gelu_derivative(v);
-                }
-            });
+        let dx = gelu_map(x, Some(g));
         Ok((CpuStorage::F32(dx), lx.shape().clone()))
     }
 }
@@ -523,7 +558,9 @@ mod tests {
             let x = var(&[n], seed, scale);
             let fused = gelu_erf(x.as_tensor()).unwrap();
             let plain = x.as_tensor().gelu_erf().unwrap();
-            prop_assert_eq!(max_abs(&fused, &plain), 0.0);
+            // Our erf is within 3e-7 of libm's (fastmath's test); gelu scales it by |x|/2.
+            let d = max_abs(&fused, &plain);
+            prop_assert!(d <= 2e-7 * scale.max(1.0) + 1e-7 * scale, "max |Δ| {d}");
             let gf = weighted_sum(&fused, seed + 1).backward().unwrap();
             let gp = weighted_sum(&plain, seed + 1).backward().unwrap();
             let d = max_abs(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap());

@@ -147,11 +147,12 @@ impl Linear {
         {
             return Ok(None);
         }
-        let y = crate::trainable_linear::linear(x, w, blas)?;
-        Ok(Some(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        }))
+        Ok(Some(crate::trainable_linear::linear(
+            x,
+            w,
+            self.bias.as_ref(),
+            blas,
+        )?))
     }
 
     /// Whether this call is CPU inference on f32 activations, which the fast kernels take.

@@ -5,9 +5,11 @@
 //! shapes against OpenBLAS's 180 (`gemm_bench`), and its backward adds a transposed copy of
 //! each operand. Here the three products of a training step (`y = x·wᵀ`, `dx = dy·w`,
 //! `dw = dyᵀ·x`) are each one BLAS call per column block, reading the operands in place.
-//! The bias stays a candle `broadcast_add`, whose backward is already a single reduction.
+//! The bias is added in the same op, its gradient the column sums of `dy`.
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use crate::blas::Gemm;
@@ -232,11 +234,81 @@ impl CustomOp2 for GradWeight {
     }
 }
 
-/// `x · wᵀ` for `x` `[…, in]` and `w` `[out, in]`, both f32 on the CPU, differentiable in
-/// whichever of them tracks gradients.
-pub fn linear(x: &Tensor, w: &Tensor, gemm: &'static dyn Gemm) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, LinearOp { gemm })
+/// `y = x · wᵀ + b`: as [`LinearOp`], and `db` is the column sums of `dy` in one contiguous
+/// pass. (With `broadcast_add`, candle's backward sums the gradient over its broadcast rows
+/// with a strided reduction: 7 % of a trunk training step, mostly the 4,101-wide structure
+/// head's bias.)
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "trainable-linear-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(mut y), shape) = CustomOp2::cpu_fwd(self, x, lx, w, lw)? else {
+            unreachable!("the product is f32")
+        };
+        let b = f32_values(b, lb, "bias")?;
+        if b.len() != lw.shape().dims2()?.0 {
+            return Err(candle_core::Error::Msg(format!(
+                "linear: bias of {} values for {} outputs",
+                b.len(),
+                lw.shape().dims2()?.0
+            )));
+        }
+        if !b.is_empty() {
+            for row in y.chunks_exact_mut(b.len()) {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+        }
+        Ok((CpuStorage::F32(y), shape))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gw) = CustomOp2::bwd(self, x, w, res, grad)?;
+        let gb = match b.track_op() {
+            true => {
+                let n = b.elem_count();
+                let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                let mut sums = vec![0f32; n];
+                if n > 0 {
+                    for row in g.chunks_exact(n) {
+                        sums.iter_mut().zip(row).for_each(|(s, g)| *s += g);
+                    }
+                }
+                Some(Tensor::from_vec(sums, b.shape(), b.device())?)
+            }
+            false => None,
+        };
+        Ok((gx, gw, gb))
+    }
+}
+
+/// `x · wᵀ (+ bias)` for `x` `[…, in]`, `w` `[out, in]` and `bias` `[out]`, all f32 on the
+/// CPU, differentiable in whichever of them track gradients.
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    gemm: &'static dyn Gemm,
+) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match bias {
+        None => x.apply_op2(&w, LinearOp { gemm }),
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, LinearOp { gemm }),
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +355,7 @@ mod tests {
         let x = rand(&[batch, rows, k], seed);
         let w = rand(&[n, k], seed + 1);
         let c = rand(&[batch, rows, n], seed + 2);
-        let ours = value_and_grads(&x, &w, &c, |x, w| linear(x, w, gemm).unwrap());
+        let ours = value_and_grads(&x, &w, &c, |x, w| linear(x, w, None, gemm).unwrap());
         let candle = value_and_grads(&x, &w, &c, |x, w| {
             x.broadcast_matmul(&w.t().unwrap()).unwrap()
         });
@@ -298,6 +370,29 @@ mod tests {
             assert_eq!(a.dims(), b.dims(), "{name}");
             let d = max_abs(a, b);
             assert!(d <= tol, "{name}: max |Δ| {d} > {tol}");
+        }
+    }
+
+    #[test]
+    fn the_bias_and_its_gradient_equal_candles_broadcast_add() {
+        for (rows, k, n, seed) in [(1, 1, 1, 1u64), (37, 20, 45, 2), (130, 64, 300, 3)] {
+            let x = rand(&[2, rows, k], seed);
+            let w = rand(&[n, k], seed + 1);
+            let b = Var::from_tensor(&rand(&[n], seed + 2)).unwrap();
+            let c = rand(&[2, rows, n], seed + 3);
+            let run = |y: Tensor| {
+                let g = (&y * &c).unwrap().sum_all().unwrap().backward().unwrap();
+                (y, g.get(b.as_tensor()).unwrap().clone())
+            };
+            let ours = run(linear(&x, &w, Some(b.as_tensor()), &NAIVE).unwrap());
+            let candle = run(x
+                .broadcast_matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(b.as_tensor())
+                .unwrap());
+            let tol = 1e-5 * ((2 * rows).max(k) as f32).sqrt() * 8.0;
+            assert!(max_abs(&ours.0, &candle.0) <= tol);
+            assert!(max_abs(&ours.1, &candle.1) <= tol);
         }
     }
 
@@ -326,7 +421,7 @@ mod tests {
     fn only_the_tracked_operand_gets_a_gradient() {
         let x = rand(&[3, 4], 1);
         let w = Var::from_tensor(&rand(&[5, 4], 2)).unwrap();
-        let grads = linear(&x, w.as_tensor(), &NAIVE)
+        let grads = linear(&x, w.as_tensor(), None, &NAIVE)
             .unwrap()
             .sum_all()
             .unwrap()
