@@ -4,12 +4,13 @@
 //! frame-transformed points, and a value vector that is rotated into global coordinates,
 //! averaged, and rotated back into the query's frame.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::linear::{linear_b, Linear};
 
 use crate::context::GeometryContext;
+use crate::geom_kernel::{geometric_attention_backward, geometric_attention_core, GeomInputs};
 use crate::norm::{layer_norm, LayerNorm};
 
 /// Largest `[B, heads, L, L, 3]` distance intermediate we allow before splitting the heads
@@ -152,6 +153,13 @@ impl GeometricAttention {
                     bias: &bias,
                 });
             Tensor::from_vec(out, (b, v, l, 3), x.device())?
+        } else if let Some(out) = attend_with_backward(
+            [&query_rot, &key_rot, &value, &query_dist, &key_dist],
+            &rotation_weight,
+            &distance_weight,
+            &geo.bias,
+        )? {
+            out
         } else {
             attend_composed(
                 &query_rot,
@@ -171,6 +179,138 @@ impl GeometricAttention {
             out = out.broadcast_mul(&geo.frame_mask)?;
         }
         self.out_proj.forward(&out.to_dtype(dtype)?)
+    }
+}
+
+/// The per-head core as one differentiable op for f32 CPU training (the fused forward and
+/// [`crate::geom_kernel::geometric_attention_backward`]), `None` elsewhere. The five `[B, V,
+/// L, 3]` arrays travel as one stacked operand and the two `[V, 1, 1]` weights as another
+/// (a candle op takes at most three); the bias is a constant.
+fn attend_with_backward(
+    arrays: [&Tensor; 5],
+    rotation_weight: &Tensor,
+    distance_weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Option<Tensor>> {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    let all = arrays
+        .iter()
+        .chain([&rotation_weight, &distance_weight, &bias]);
+    if !all.into_iter().all(|t| cpu_f32(t)) {
+        return Ok(None);
+    }
+    let (b, v, l, three) = arrays[0].dims4()?;
+    if three != 3
+        || arrays.iter().any(|t| t.dims() != arrays[0].dims())
+        || bias.dims() != [b, 1, l, l]
+        || rotation_weight.elem_count() != v
+        || distance_weight.elem_count() != v
+    {
+        return Ok(None);
+    }
+    let packed = Tensor::stack(&arrays, 0)?;
+    let weights = Tensor::cat(
+        &[rotation_weight.reshape(v)?, distance_weight.reshape(v)?],
+        0,
+    )?;
+    let op = AttendOp {
+        bias: bias.detach().contiguous()?,
+        dims: (b, v, l),
+    };
+    Ok(Some(packed.apply_op2(&weights, op)?))
+}
+
+/// `[5, B, V, L, 3]` arrays and `[2V]` weights → attended values `[B, V, L, 3]`.
+struct AttendOp {
+    bias: Tensor,
+    dims: (usize, usize, usize),
+}
+
+impl AttendOp {
+    fn inputs<'a>(&self, packed: &'a [f32], weights: &'a [f32], bias: &'a [f32]) -> GeomInputs<'a> {
+        let (batch, heads, len) = self.dims;
+        let n = batch * heads * len * 3;
+        let part = |i: usize| &packed[i * n..(i + 1) * n];
+        GeomInputs {
+            batch,
+            heads,
+            len,
+            query_rot: part(0),
+            key_rot: part(1),
+            value: part(2),
+            query_dist: part(3),
+            key_dist: part(4),
+            rotation_weight: &weights[..heads],
+            distance_weight: &weights[heads..],
+            bias,
+        }
+    }
+}
+
+fn cpu_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => Err(candle_core::Error::Msg(
+            "geometric attention: operands must be contiguous f32".into(),
+        )),
+    }
+}
+
+impl CustomOp2 for AttendOp {
+    fn name(&self) -> &'static str {
+        "geometric-attention-core"
+    }
+
+    fn cpu_fwd(
+        &self,
+        packed: &CpuStorage,
+        lp: &Layout,
+        weights: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (bs, bl) = self.bias.storage_and_layout();
+        let bias = crate::attention_kernel::cpu_f32_values(&bs, bl)?;
+        let inputs = self.inputs(cpu_values(packed, lp)?, cpu_values(weights, lw)?, bias);
+        let out = geometric_attention_core(&inputs);
+        let (b, v, l) = self.dims;
+        Ok((CpuStorage::F32(out), Shape::from((b, v, l, 3))))
+    }
+
+    fn bwd(
+        &self,
+        packed: &Tensor,
+        weights: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grads = {
+            let [(ps, pl), (ws, wl), (bs, bl), (gs, gl)] =
+                [packed, weights, &self.bias, &grad].map(|t| t.storage_and_layout());
+            use crate::attention_kernel::cpu_f32_values as values;
+            let inputs = self.inputs(values(&ps, pl)?, values(&ws, wl)?, values(&bs, bl)?);
+            geometric_attention_backward(&inputs, values(&gs, gl)?)
+        };
+        let dev = packed.device();
+        let d_packed = match packed.track_op() {
+            true => {
+                let mut all = grads.query_rot;
+                for part in [grads.key_rot, grads.value, grads.query_dist, grads.key_dist] {
+                    all.extend_from_slice(&part);
+                }
+                Some(Tensor::from_vec(all, packed.shape(), dev)?)
+            }
+            false => None,
+        };
+        let d_weights = match weights.track_op() {
+            true => {
+                let mut w = grads.rotation_weight;
+                w.extend_from_slice(&grads.distance_weight);
+                Some(Tensor::from_vec(w, weights.shape(), dev)?)
+            }
+            false => None,
+        };
+        Ok((d_packed, d_weights))
     }
 }
 
@@ -213,6 +353,63 @@ pub(crate) fn attend_composed(
 #[cfg(test)]
 mod tests {
     use super::softplus;
+    use super::{attend_composed, attend_with_backward};
+    use candle_core::{Device, Tensor, Var};
+    use proptest::prelude::*;
+
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        crate::test_values::uniform(n, seed)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The one-op core and its backward against the composed tensor ops and their
+        /// gradients, for all five arrays and both weights, with masked keys (`f32::MIN` bias).
+        #[test]
+        fn the_core_op_and_its_gradients_equal_the_composed_form(
+            batch in 1usize..3, heads in 1usize..5, len in 1usize..24, seed in 0u64..10_000,
+            mask_every in 2usize..7,
+        ) {
+            let dev = Device::Cpu;
+            let n = batch * heads * len * 3;
+            let scales = [2.0, 2.0, 10.0, 10.0, 10.0];
+            let var = |v: Vec<f32>, shape: &[usize]| Var::from_tensor(&Tensor::from_vec(v, shape, &dev).unwrap()).unwrap();
+            let arrays: Vec<Var> = (0..5)
+                .map(|i| var(values(n, seed * 7 + i as u64, scales[i]), &[batch, heads, len, 3]))
+                .collect();
+            let weight = |s: u64| var(values(heads, s, 1.0).iter().map(|x| x.abs() + 0.1).collect(), &[heads, 1, 1]);
+            let (rw, dw) = (weight(seed + 11), weight(seed + 12));
+            let mut bias = vec![0f32; batch * len * len];
+            for (idx, b) in bias.iter_mut().enumerate() {
+                if (idx % len) % mask_every == 1 {
+                    *b = f32::MIN;
+                }
+            }
+            let bias = Tensor::from_vec(bias, (batch, 1, len, len), &dev).unwrap();
+            let c = Tensor::from_vec(values(n, seed + 13, 1.0), (batch, heads, len, 3), &dev).unwrap();
+            let a: Vec<&Tensor> = arrays.iter().map(|v| v.as_tensor()).collect();
+            let run = |out: Tensor| -> Vec<Tensor> {
+                let grads = (&out * &c).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut all = vec![out];
+                for v in arrays.iter().chain([&rw, &dw]) {
+                    all.push(grads.get(v.as_tensor()).unwrap().clone());
+                }
+                all
+            };
+            let ours = run(attend_with_backward([a[0], a[1], a[2], a[3], a[4]], rw.as_tensor(), dw.as_tensor(), &bias).unwrap().unwrap());
+            let composed = run(attend_composed(a[0], a[1], a[2], a[3], a[4], rw.as_tensor(), dw.as_tensor(), &bias).unwrap());
+            let names = ["out", "d query_rot", "d key_rot", "d value", "d query_dist", "d key_dist", "d rotation_weight", "d distance_weight"];
+            for ((name, x), y) in names.iter().zip(&ours).zip(&composed) {
+                prop_assert_eq!(x.dims(), y.dims());
+                let scale = y.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                prop_assert!(d <= 1e-5 * (1.0 + scale), "{}: max |Δ| {} (largest {})", name, d, scale);
+            }
+        }
+    }
 
     #[test]
     fn softplus_matches_torch_including_the_threshold() {
