@@ -92,8 +92,8 @@ pub(crate) fn erf(x: f32) -> f32 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_204
+                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     // Beyond |x| = 10, erfc underflows: the product is exactly 0 there.
     let erfc = t * exp(p - z * z);
     let magnitude = 1.0 - erfc;
