@@ -456,15 +456,18 @@ impl StructureTokenDecoder {
         // linear1([q_j ⊙ k_i ‖ q_j − k_i]) = W_a(q_j ⊙ k_i) + W_b q_j − W_b k_i: the difference
         // half is applied per residue instead of per pair (same value up to rounding, and it
         // saves a third of the pairwise work, forward and backward).
+        // The two halves of linear1's weight `[128, 128]` as Linear layers (`[out, in]`), so
+        // the products take the Linear kernels (BLAS, with their own backward when training)
+        // rather than a matmul against a weight broadcast over every pair row.
         let w1 = self.pair_linear1.weight();
-        let w_prod = w1.narrow(1, 0, half)?.t()?; // [64, 128]
-        let w_diff = w1.narrow(1, half, half)?.t()?;
-        let qd = q.broadcast_matmul(&w_diff)?.unsqueeze(1)?; // [B, 1, L, 128]
-        let kd = k.broadcast_matmul(&w_diff)?.unsqueeze(2)?; // [B, L, 1, 128]
+        let w_prod = Linear::new(w1.narrow(1, 0, half)?.contiguous()?, None);
+        let w_diff = Linear::new(w1.narrow(1, half, half)?.contiguous()?, None);
+        let qd = w_diff.forward(&q.contiguous()?)?.unsqueeze(1)?; // [B, 1, L, 128]
+        let kd = w_diff.forward(&k.contiguous()?)?.unsqueeze(2)?; // [B, L, 1, 128]
         let prod = q.unsqueeze(1)?.broadcast_mul(&k.unsqueeze(2)?)?; // [B, L, L, 64]
         let h = gelu_erf(
-            &prod
-                .broadcast_matmul(&w_prod)?
+            &w_prod
+                .forward(&prod)?
                 .broadcast_add(&qd)?
                 .broadcast_sub(&kd)?,
         )?;

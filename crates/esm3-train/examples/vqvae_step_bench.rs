@@ -103,9 +103,14 @@ fn main() -> anyhow::Result<()> {
         &vb.pp("encoder"),
         true,
     )?;
+    // As the objective does (`VqVaeObjective::new`): stage 2's encoder is frozen.
+    let encoder_vb = match stage_n {
+        1 => vb.pp("encoder"),
+        _ => model.frozen_var_builder("encoder"),
+    };
     let vq = VqVae::new(
         vq_cfg,
-        vb.pp("encoder"),
+        encoder_vb,
         vb.pp("decoder"),
         vb.pp("training"),
         codebook,

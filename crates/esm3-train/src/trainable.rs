@@ -116,6 +116,23 @@ impl Trainable {
         VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
     }
 
+    /// The variables under `prefix` (e.g. `"encoder"`) as constants: detached tensors sharing
+    /// the variables' storage, names relative to the prefix. A module built from it runs the
+    /// inference kernels and records no graph — what a frozen part of the model needs (the
+    /// VQ-VAE's encoder in stage 2 ran its forward through the training ops for nothing).
+    pub fn frozen_var_builder(&self, prefix: &str) -> VarBuilder<'static> {
+        let dotted = format!("{prefix}.");
+        let tensors: HashMap<String, Tensor> = self
+            .named_vars()
+            .into_iter()
+            .filter_map(|(name, var)| {
+                let rest = name.strip_prefix(&dotted)?.to_string();
+                Some((rest, var.as_tensor().detach()))
+            })
+            .collect();
+        VarBuilder::from_tensors(tensors, DType::F32, &self.device)
+    }
+
     /// Adds (or replaces) a training-only tensor.
     pub fn insert(&self, name: &str, t: &Tensor) -> Result<Var> {
         let var = Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;

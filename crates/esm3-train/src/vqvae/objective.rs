@@ -180,9 +180,14 @@ impl VqVaeObjective {
             &enc_vb,
             codebook_initialised || config.stage == 2,
         )?;
+        // Stage 2 trains the decoder on a frozen encoder: build it from constants.
+        let encoder_vb = match config.stage {
+            2 => model.frozen_var_builder(ENCODER_PREFIX.trim_end_matches('.')),
+            _ => enc_vb,
+        };
         let vq = VqVae::new(
             vq_config,
-            enc_vb,
+            encoder_vb,
             vb.pp("decoder"),
             vb.pp("training"),
             codebook,
