@@ -462,15 +462,20 @@ impl StructureTokenDecoder {
         let w1 = self.pair_linear1.weight();
         let w_prod = Linear::new(w1.narrow(1, 0, half)?.contiguous()?, None);
         let w_diff = Linear::new(w1.narrow(1, half, half)?.contiguous()?, None);
-        let qd = w_diff.forward(&q.contiguous()?)?.unsqueeze(1)?; // [B, 1, L, 128]
-        let kd = w_diff.forward(&k.contiguous()?)?.unsqueeze(2)?; // [B, L, 1, 128]
-        let prod = q.unsqueeze(1)?.broadcast_mul(&k.unsqueeze(2)?)?; // [B, L, L, 64]
-        let h = gelu_erf(
-            &w_prod
-                .forward(&prod)?
-                .broadcast_add(&qd)?
-                .broadcast_sub(&kd)?,
-        )?;
+        let qd = w_diff.forward(&q.contiguous()?)?; // [B, L, 128], broadcast over rows i
+        let kd = w_diff.forward(&k.contiguous()?)?; // over columns j
+        let prod = match esm3_nn::pairwise::outer_product(&q, &k)? {
+            Some(prod) => prod,
+            None => q.unsqueeze(1)?.broadcast_mul(&k.unsqueeze(2)?)?,
+        }; // [B, L, L, 64]
+        let pre = w_prod.forward(&prod)?;
+        let h = match esm3_nn::pairwise::pair_gelu(&pre, &qd, &kd)? {
+            Some(h) => h,
+            None => gelu_erf(
+                &pre.broadcast_add(&qd.unsqueeze(1)?)?
+                    .broadcast_sub(&kd.unsqueeze(2)?)?,
+            )?,
+        };
         Ok(self
             .pair_out
             .forward(&self.pair_norm.forward(&h)?)?

@@ -248,6 +248,59 @@ unsafe fn gelu_chunk_avx512(x: &[f32], g: Option<&[f32]>, y: &mut [f32]) {
     gelu_chunk(x, g, y)
 }
 
+/// One query row of [`crate::pairwise::pair_gelu`]: `out[j·C + x] = gelu((p + col)[j·C + x] −
+/// row[x])`, or with `g` the gradient `g · gelu′(…)`, for `C = row.len()`.
+pub(crate) fn pair_gelu_rows(
+    p: &[f32],
+    col: &[f32],
+    row: &[f32],
+    g: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { pair_gelu_rows_avx512(p, col, row, g, out) };
+    }
+    pair_gelu_rows_impl(p, col, row, g, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pair_gelu_rows_avx512(
+    p: &[f32],
+    col: &[f32],
+    row: &[f32],
+    g: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    pair_gelu_rows_impl(p, col, row, g, out)
+}
+
+#[inline(always)]
+fn pair_gelu_rows_impl(p: &[f32], col: &[f32], row: &[f32], g: Option<&[f32]>, out: &mut [f32]) {
+    let c = row.len();
+    if c == 0 {
+        return;
+    }
+    for (j, o) in out.chunks_exact_mut(c).enumerate() {
+        let (pj, cj) = (&p[j * c..(j + 1) * c], &col[j * c..(j + 1) * c]);
+        match g {
+            None => {
+                for x in 0..c {
+                    o[x] = gelu((pj[x] + cj[x]) - row[x]);
+                }
+            }
+            Some(g) => {
+                let gj = &g[j * c..(j + 1) * c];
+                for x in 0..c {
+                    o[x] = gj[x] * gelu_derivative((pj[x] + cj[x]) - row[x]);
+                }
+            }
+        }
+    }
+}
+
 /// [`gelu_chunk`] over the whole slice in parallel chunks.
 fn gelu_map(x: &[f32], g: Option<&[f32]>) -> Vec<f32> {
     const CHUNK: usize = 4096;

@@ -21,6 +21,7 @@ pub mod head;
 pub mod linear;
 pub mod mapped;
 pub mod norm;
+pub mod pairwise;
 pub mod rotary;
 pub mod stack;
 #[cfg(test)]
