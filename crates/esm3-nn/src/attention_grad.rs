@@ -11,6 +11,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::fused::f32_slice;
+
 use crate::attention_kernel::{cpu_f32_values, exp_rows_in_place};
 use crate::blas::Gemm;
 use crate::disjoint::SendPtr;
@@ -65,15 +67,6 @@ unsafe fn probabilities(
     }
 }
 
-fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(format!(
-            "training attention: {what} must be contiguous f32"
-        ))),
-    }
-}
-
 impl AttentionOp {
     /// Runs `f(task, b, h, head offset, mask rows of b)` for every (batch, head) in parallel.
     fn each_head(
@@ -120,9 +113,9 @@ impl CustomOp3 for AttentionOp {
             d_head,
         } = self.dims;
         let (q, k, v) = (
-            values(q, lq, "q")?,
-            values(k, lk, "k")?,
-            values(v, lv, "v")?,
+            f32_slice(q, lq, "q")?,
+            f32_slice(k, lk, "k")?,
+            f32_slice(v, lv, "v")?,
         );
         let width = heads * d_head;
         let mut out = vec![0f32; batch * l * width];

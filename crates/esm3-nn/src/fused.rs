@@ -21,7 +21,9 @@ use crate::fastmath;
 /// Rows per rayon task: enough work to amortise the task, small enough to balance two cores.
 const ROWS_PER_TASK: usize = 64;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The values of a contiguous f32 CPU storage, for every CPU op of this crate; an error
+/// naming `what` otherwise.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         return Err(Error::Msg(format!("fused {what}: expected f32")));
     };

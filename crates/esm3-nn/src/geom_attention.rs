@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use crate::linear::{linear_b, Linear};
 
 use crate::context::GeometryContext;
+use crate::fused::f32_slice;
 use crate::geom_kernel::{geometric_attention_backward, geometric_attention_core, GeomInputs};
 use crate::norm::{layer_norm, LayerNorm};
 
@@ -247,15 +248,6 @@ impl AttendOp {
     }
 }
 
-fn cpu_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(
-            "geometric attention: operands must be contiguous f32".into(),
-        )),
-    }
-}
-
 impl CustomOp2 for AttendOp {
     fn name(&self) -> &'static str {
         "geometric-attention-core"
@@ -270,7 +262,11 @@ impl CustomOp2 for AttendOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (bs, bl) = self.bias.storage_and_layout();
         let bias = crate::attention_kernel::cpu_f32_values(&bs, bl)?;
-        let inputs = self.inputs(cpu_values(packed, lp)?, cpu_values(weights, lw)?, bias);
+        let inputs = self.inputs(
+            f32_slice(packed, lp, "geometric attention arrays")?,
+            f32_slice(weights, lw, "geometric attention weights")?,
+            bias,
+        );
         let out = geometric_attention_core(&inputs);
         let (b, v, l) = self.dims;
         Ok((CpuStorage::F32(out), Shape::from((b, v, l, 3))))

@@ -9,14 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(format!(
-            "pairwise op: {what} must be contiguous f32"
-        ))),
-    }
-}
+use crate::fused::f32_slice;
 
 fn cpu_f32(ts: &[&Tensor]) -> bool {
     ts.iter()
@@ -59,7 +52,7 @@ impl CustomOp2 for OuterProduct {
         lk: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, l, c) = lq.shape().dims3()?;
-        let (q, k) = (values(qs, lq, "q")?, values(ks, lk, "k")?);
+        let (q, k) = (f32_slice(qs, lq, "q")?, f32_slice(ks, lk, "k")?);
         let mut out = vec![0f32; b * l * l * c];
         if !out.is_empty() {
             // One task per (b, i): row i of the output is k_i times every q_j.
@@ -171,9 +164,9 @@ impl CustomOp3 for PairGelu {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, l, c) = lc.shape().dims3()?;
         let (p, col, row) = (
-            values(ps, lp, "p")?,
-            values(cs, lc, "col")?,
-            values(rs, lr, "row")?,
+            f32_slice(ps, lp, "p")?,
+            f32_slice(cs, lc, "col")?,
+            f32_slice(rs, lr, "row")?,
         );
         let mut out = vec![0f32; p.len()];
         if !out.is_empty() {

@@ -7,10 +7,10 @@
 //! `dw = dyᵀ·x`) are each one BLAS call per column block, reading the operands in place.
 //! The bias is added in the same op, its gradient the column sums of `dy`.
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::fused::f32_slice;
 
 use crate::blas::Gemm;
 use crate::disjoint::SendPtr;
@@ -82,21 +82,6 @@ fn product(gemm: &dyn Gemm, p: &Product) -> Vec<f32> {
     c
 }
 
-fn f32_values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        return Err(candle_core::Error::Msg(format!(
-            "trainable linear: {what} must be f32, got {:?}",
-            s.dtype()
-        )));
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => Err(candle_core::Error::Msg(format!(
-            "trainable linear: {what} not contiguous"
-        ))),
-    }
-}
-
 /// Rows of `x` (all but its last dimension) and the weight's `(out, in)`, checked.
 fn dims(lx: &Layout, lw: &Layout) -> Result<(usize, usize, usize)> {
     let (n, k) = lw.shape().dims2()?;
@@ -145,8 +130,8 @@ impl CustomOp2 for LinearOp {
                 m,
                 n,
                 k,
-                a: f32_values(x, lx, "input")?,
-                b: f32_values(w, lw, "weight")?,
+                a: f32_slice(x, lx, "input")?,
+                b: f32_slice(w, lw, "weight")?,
             },
         );
         let mut out = lx.shape().dims().to_vec();
@@ -194,8 +179,8 @@ impl CustomOp2 for GradInput {
                 m,
                 n: k,
                 k: n,
-                a: f32_values(dy, ly, "gradient")?,
-                b: f32_values(w, lw, "weight")?,
+                a: f32_slice(dy, ly, "gradient")?,
+                b: f32_slice(w, lw, "weight")?,
             },
         );
         let mut out = ly.shape().dims().to_vec();
@@ -226,8 +211,8 @@ impl CustomOp2 for GradWeight {
                 m: n,
                 n: k,
                 k: m,
-                a: f32_values(dy, ly, "gradient")?,
-                b: f32_values(x, lx, "input")?,
+                a: f32_slice(dy, ly, "gradient")?,
+                b: f32_slice(x, lx, "input")?,
             },
         );
         Ok((CpuStorage::F32(c), Shape::from((n, k))))
@@ -254,7 +239,7 @@ impl CustomOp3 for LinearOp {
         let (CpuStorage::F32(mut y), shape) = CustomOp2::cpu_fwd(self, x, lx, w, lw)? else {
             unreachable!("the product is f32")
         };
-        let b = f32_values(b, lb, "bias")?;
+        let b = f32_slice(b, lb, "bias")?;
         if b.len() != lw.shape().dims2()?.0 {
             return Err(candle_core::Error::Msg(format!(
                 "linear: bias of {} values for {} outputs",
