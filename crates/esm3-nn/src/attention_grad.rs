@@ -276,15 +276,12 @@ impl CustomOp3 for AttentionOp {
                 }
             });
         }
-        let shape = (batch, heads, l, d_head);
-        let dev = q_t.device();
-        let wrap = |t: &Tensor, g: Vec<f32>| -> Result<Option<Tensor>> {
-            match t.track_op() {
-                true => Ok(Some(Tensor::from_vec(g, shape, dev)?)),
-                false => Ok(None),
-            }
-        };
-        Ok((wrap(q_t, dq)?, wrap(k_t, dk)?, wrap(v_t, dv)?))
+        use crate::fused::grad_for;
+        Ok((
+            grad_for(q_t, || dq)?,
+            grad_for(k_t, || dk)?,
+            grad_for(v_t, || dv)?,
+        ))
     }
 }
 
@@ -328,20 +325,9 @@ pub fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::{uniform, NAIVE};
+    use crate::test_values::{max_abs, uniform, NAIVE};
     use candle_core::{Device, Var, D};
     use proptest::prelude::*;
-
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// The composed candle formula this op replaces (what `MultiHeadAttention` ran before).
     fn composed(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Tensor {

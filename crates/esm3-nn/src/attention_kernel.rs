@@ -18,48 +18,6 @@ use crate::fastmath::{exp, lane_max, lane_sum};
 /// Query rows handled together: their scores (`64 × L` f32) stay in L2 for L up to a few thousand.
 const QUERY_BLOCK: usize = 64;
 
-/// Row-major single-precision GEMM, `c[m×n] (ldc) = alpha · a[m×k] (lda) · op(b)`, where `op(b)`
-/// is `bᵀ` for `b` of `n×k` (`trans_b`) or `b` of `k×n`, with leading dimension `ldb`.
-pub trait RowMajorGemm: Sync {
-    /// # Safety
-    /// The pointers must address matrices of the stated sizes and leading dimensions, and `c`
-    /// must not overlap `a` or `b`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        &self,
-        trans_b: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-    );
-}
-
-impl RowMajorGemm for crate::blas::Blas {
-    unsafe fn gemm(
-        &self,
-        trans_b: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        self.sgemm_strided(trans_b, m, n, k, alpha, a, lda, b, ldb, 0.0, c, ldc)
-    }
-}
-
 /// The sizes of one attention call: q, k, v are `[batch, heads, len, d_head]`.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
@@ -73,7 +31,7 @@ pub struct AttentionShape {
 ///
 /// `mask`, if given, is additive `[batch, len, len]` (0 or −∞), shared by all heads.
 pub fn attention_core(
-    gemm: &dyn RowMajorGemm,
+    gemm: &dyn crate::blas::Gemm,
     shape: AttentionShape,
     q: &[f32],
     k: &[f32],
@@ -113,6 +71,7 @@ pub fn attention_core(
         // `scores` holds rows × l.
         unsafe {
             gemm.gemm(
+                false,
                 true,
                 rows,
                 l,
@@ -122,6 +81,7 @@ pub fn attention_core(
                 dh,
                 k.as_ptr().add(head),
                 dh,
+                0.0,
                 scores.as_mut_ptr(),
                 l,
             );
@@ -135,6 +95,7 @@ pub fn attention_core(
             let dst = out_ptr.0.add((bi * l + i0) * width + hi * dh);
             gemm.gemm(
                 false,
+                false,
                 rows,
                 dh,
                 l,
@@ -143,6 +104,7 @@ pub fn attention_core(
                 l,
                 v.as_ptr().add(head),
                 dh,
+                0.0,
                 dst,
                 width,
             );
@@ -348,44 +310,9 @@ pub(crate) fn cpu_f32_values<'a>(storage: &'a Storage, layout: &Layout) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::max_abs_diff;
     use candle_core::{Device, D};
     use proptest::prelude::*;
-
-    /// A plain triple loop, so that the kernel's blocking, softmax and output layout are
-    /// checked on machines without a BLAS too.
-    struct NaiveGemm;
-
-    impl RowMajorGemm for NaiveGemm {
-        unsafe fn gemm(
-            &self,
-            trans_b: bool,
-            m: usize,
-            n: usize,
-            k: usize,
-            alpha: f32,
-            a: *const f32,
-            lda: usize,
-            b: *const f32,
-            ldb: usize,
-            c: *mut f32,
-            ldc: usize,
-        ) {
-            for i in 0..m {
-                for j in 0..n {
-                    let mut s = 0f64;
-                    for p in 0..k {
-                        let bv = if trans_b {
-                            *b.add(j * ldb + p)
-                        } else {
-                            *b.add(p * ldb + j)
-                        };
-                        s += *a.add(i * lda + p) as f64 * bv as f64;
-                    }
-                    *c.add(i * ldc + j) = alpha * s as f32;
-                }
-            }
-        }
-    }
 
     /// The composed candle formula the fused kernel replaces, as `[B, L, H·Dh]`.
     fn composed(
@@ -423,14 +350,6 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
-    }
-
-    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max)
     }
 
     fn case() -> impl Strategy<Value = (AttentionShape, Vec<f32>, Option<Vec<f32>>)> {
@@ -481,7 +400,7 @@ mod tests {
             let (k, v) = rest.split_at(n);
             let scale = 1.0 / (shape.d_head as f32).sqrt();
             let want = composed(shape, q, k, v, mask.as_deref(), scale);
-            let got = attention_core(&NaiveGemm, shape, q, k, v, mask.as_deref(), scale);
+            let got = attention_core(&crate::test_values::NAIVE, shape, q, k, v, mask.as_deref(), scale);
             let d = max_abs_diff(&got, &want);
             prop_assert!(d < 1e-5, "plain GEMM: max |Δ| {d:e}");
             if let Some(blas) = crate::blas::get() {

@@ -169,50 +169,6 @@ impl Blas {
         });
     }
 
-    /// One single-threaded row-major `c[m×n] = alpha · a · op(b) + beta · c` call: `op(b)` is
-    /// `bᵀ` for `b` of `n×k` when `trans_b`, else `b` of `k×n`; leading dimensions as given.
-    ///
-    /// # Safety
-    /// `a` holds m rows of lda ≥ k values, `b` n (or k) rows of ldb ≥ k (or n), `c` m rows of
-    /// ldc ≥ n; `c` overlaps neither.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn sgemm_strided(
-        &self,
-        trans_b: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        beta: f32,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        assert!(
-            m.max(n).max(k).max(lda).max(ldb).max(ldc) <= c_int::MAX as usize,
-            "GEMM dimension beyond the BLAS's 32-bit indices"
-        );
-        (self.sgemm)(
-            ROW_MAJOR,
-            NO_TRANS,
-            if trans_b { TRANS } else { NO_TRANS },
-            m as c_int,
-            n as c_int,
-            k as c_int,
-            alpha,
-            a,
-            lda as c_int,
-            b,
-            ldb as c_int,
-            beta,
-            c,
-            ldc as c_int,
-        )
-    }
-
     /// One single-threaded row-major `c[m×n] = alpha · op(a) · op(b) + beta · c`, `op` a
     /// transpose where asked: `a` is m×k (k×m when `trans_a`), `b` k×n (n×k when `trans_b`).
     ///

@@ -33,6 +33,22 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     }
 }
 
+/// A backward pass's gradient for `operand`, shaped like it: `None` where the operand is not
+/// tracked (candle then skips it), so untracked gradients are never materialised.
+pub(crate) fn grad_for(
+    operand: &Tensor,
+    values: impl FnOnce() -> Vec<f32>,
+) -> Result<Option<Tensor>> {
+    match operand.track_op() {
+        true => Ok(Some(Tensor::from_vec(
+            values(),
+            operand.shape(),
+            operand.device(),
+        )?)),
+        false => Ok(None),
+    }
+}
+
 /// Whether the fused kernels take these operands: f32 on the CPU.
 fn takes(ts: &[&Tensor]) -> bool {
     ts.iter()
@@ -595,26 +611,12 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::test_values::uniform;
+    use crate::test_values::{max_abs, uniform};
 
     fn var(shape: &[usize], seed: u64, scale: f32) -> Var {
         let n = shape.iter().product();
         let v: Vec<f32> = uniform(n, seed).into_iter().map(|x| x * scale).collect();
         Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
-    }
-
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.shape(), b.shape());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// A scalar objective that weights every output element differently, so the backward

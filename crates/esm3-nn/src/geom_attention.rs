@@ -287,25 +287,18 @@ impl CustomOp2 for AttendOp {
             let inputs = self.inputs(values(&ps, pl)?, values(&ws, wl)?, values(&bs, bl)?);
             geometric_attention_backward(&inputs, values(&gs, gl)?)
         };
-        let dev = packed.device();
-        let d_packed = match packed.track_op() {
-            true => {
-                let mut all = grads.query_rot;
-                for part in [grads.key_rot, grads.value, grads.query_dist, grads.key_dist] {
-                    all.extend_from_slice(&part);
-                }
-                Some(Tensor::from_vec(all, packed.shape(), dev)?)
+        let d_packed = crate::fused::grad_for(packed, || {
+            let mut all = grads.query_rot;
+            for part in [grads.key_rot, grads.value, grads.query_dist, grads.key_dist] {
+                all.extend_from_slice(&part);
             }
-            false => None,
-        };
-        let d_weights = match weights.track_op() {
-            true => {
-                let mut w = grads.rotation_weight;
-                w.extend_from_slice(&grads.distance_weight);
-                Some(Tensor::from_vec(w, weights.shape(), dev)?)
-            }
-            false => None,
-        };
+            all
+        })?;
+        let d_weights = crate::fused::grad_for(weights, || {
+            let mut w = grads.rotation_weight;
+            w.extend_from_slice(&grads.distance_weight);
+            w
+        })?;
         Ok((d_packed, d_weights))
     }
 }
@@ -350,15 +343,9 @@ pub(crate) fn attend_composed(
 mod tests {
     use super::softplus;
     use super::{attend_composed, attend_with_backward};
+    use crate::test_values::scaled;
     use candle_core::{Device, Tensor, Var};
     use proptest::prelude::*;
-
-    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        crate::test_values::uniform(n, seed)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
@@ -374,9 +361,9 @@ mod tests {
             let scales = [2.0, 2.0, 10.0, 10.0, 10.0];
             let var = |v: Vec<f32>, shape: &[usize]| Var::from_tensor(&Tensor::from_vec(v, shape, &dev).unwrap()).unwrap();
             let arrays: Vec<Var> = (0..5)
-                .map(|i| var(values(n, seed * 7 + i as u64, scales[i]), &[batch, heads, len, 3]))
+                .map(|i| var(scaled(n, seed * 7 + i as u64, scales[i]), &[batch, heads, len, 3]))
                 .collect();
-            let weight = |s: u64| var(values(heads, s, 1.0).iter().map(|x| x.abs() + 0.1).collect(), &[heads, 1, 1]);
+            let weight = |s: u64| var(scaled(heads, s, 1.0).iter().map(|x| x.abs() + 0.1).collect(), &[heads, 1, 1]);
             let (rw, dw) = (weight(seed + 11), weight(seed + 12));
             let mut bias = vec![0f32; batch * len * len];
             for (idx, b) in bias.iter_mut().enumerate() {
@@ -385,7 +372,7 @@ mod tests {
                 }
             }
             let bias = Tensor::from_vec(bias, (batch, 1, len, len), &dev).unwrap();
-            let c = Tensor::from_vec(values(n, seed + 13, 1.0), (batch, heads, len, 3), &dev).unwrap();
+            let c = Tensor::from_vec(scaled(n, seed + 13, 1.0), (batch, heads, len, 3), &dev).unwrap();
             let a: Vec<&Tensor> = arrays.iter().map(|v| v.as_tensor()).collect();
             let run = |out: Tensor| -> Vec<Tensor> {
                 let grads = (&out * &c).unwrap().sum_all().unwrap().backward().unwrap();

@@ -209,15 +209,9 @@ pub fn geometric_attention_backward(g: &GeomInputs, d_out: &[f32]) -> GeomGrads 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::scaled;
     use candle_core::{Device, Tensor};
     use proptest::prelude::*;
-
-    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        crate::test_values::uniform(n, seed)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
@@ -230,9 +224,9 @@ mod tests {
             let n = batch * heads * len * 3;
             // Directions of a few units, values and points of ~10 Å, as in the trunk.
             let scales = [2.0, 2.0, 10.0, 10.0, 10.0];
-            let arrays: Vec<Vec<f32>> = (0..5).map(|i| values(n, seed * 7 + i as u64, scales[i])).collect();
-            let rw: Vec<f32> = values(heads, seed + 11, 1.0).iter().map(|x| x.abs() + 0.1).collect();
-            let dw: Vec<f32> = values(heads, seed + 12, 1.0).iter().map(|x| x.abs() + 0.1).collect();
+            let arrays: Vec<Vec<f32>> = (0..5).map(|i| scaled(n, seed * 7 + i as u64, scales[i])).collect();
+            let rw: Vec<f32> = scaled(heads, seed + 11, 1.0).iter().map(|x| x.abs() + 0.1).collect();
+            let dw: Vec<f32> = scaled(heads, seed + 12, 1.0).iter().map(|x| x.abs() + 0.1).collect();
             let mut bias = vec![1f32; batch * len * len];
             for (idx, b) in bias.iter_mut().enumerate() {
                 let (row, col) = (idx / len, idx % len);

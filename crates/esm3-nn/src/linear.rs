@@ -435,25 +435,9 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<L
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::{max_abs, tensor};
     use candle_core::Device;
     use proptest::prelude::*;
-
-    /// Uniform values in [-1, 1) from a seed.
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let v = crate::test_values::uniform(shape.iter().product(), seed);
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
@@ -461,9 +445,9 @@ mod tests {
         #[test]
         fn blas_path_matches_candle(rows in 1usize..70, batch in 1usize..3, k in 1usize..150,
                                     n in 1usize..90, with_bias: bool, seed in 0u64..1000) {
-            let x = rand(&[batch, rows, k], seed);
-            let w = rand(&[n, k], seed + 1);
-            let b = with_bias.then(|| rand(&[n], seed + 2));
+            let x = tensor(&[batch, rows, k], seed);
+            let w = tensor(&[n, k], seed + 1);
+            let b = with_bias.then(|| tensor(&[n], seed + 2));
             let lin = Linear::new(w, b);
             let plain = lin.forward_candle(&x).unwrap();
             let fast = lin.forward(&x).unwrap();
@@ -482,9 +466,9 @@ mod tests {
                 eprintln!("skipping: no AVX512-BF16 on this CPU");
                 return Ok(());
             }
-            let x = rand(&[1, rows, k], seed);
-            let w = rand(&[n, k], seed + 1);
-            let b = rand(&[n], seed + 2);
+            let x = tensor(&[1, rows, k], seed);
+            let w = tensor(&[n, k], seed + 1);
+            let b = tensor(&[n], seed + 2);
             let tensors = [("l.weight".to_string(), w.clone()), ("l.bias".to_string(), b.clone())];
             let vb = VarBuilder::from_tensors(tensors.into(), DType::F32, &Device::Cpu);
             let lin = with_matmul_precision(MatmulPrecision::Bf16, || linear(k, n, vb.pp("l")))

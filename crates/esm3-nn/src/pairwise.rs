@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::fused::f32_slice;
+use crate::fused::{f32_slice, grad_for};
 
 fn cpu_f32(ts: &[&Tensor]) -> bool {
     ts.iter()
@@ -111,14 +111,7 @@ impl CustomOp2 for OuterProduct {
             let (dq, dk): (Vec<_>, Vec<_>) = per_batch.into_iter().unzip();
             (dq.concat(), dk.concat())
         };
-        let dev = q.device();
-        let wrap = |t: &Tensor, g: Vec<f32>| -> Result<Option<Tensor>> {
-            match t.track_op() {
-                true => Ok(Some(Tensor::from_vec(g, (b, l, c), dev)?)),
-                false => Ok(None),
-            }
-        };
-        Ok((wrap(q, dq)?, wrap(k, dk)?))
+        Ok((grad_for(q, || dq)?, grad_for(k, || dk)?))
     }
 }
 
@@ -223,38 +216,24 @@ impl CustomOp3 for PairGelu {
             }
             (dcol, drow)
         };
-        let dev = p_t.device();
-        let wrap = |t: &Tensor, g: Vec<f32>| -> Result<Option<Tensor>> {
-            match t.track_op() {
-                true => Ok(Some(Tensor::from_vec(g, t.shape(), dev)?)),
-                false => Ok(None),
-            }
-        };
-        Ok((wrap(p_t, dp)?, wrap(col_t, dcol)?, wrap(row_t, drow)?))
+        Ok((
+            grad_for(p_t, || dp)?,
+            grad_for(col_t, || dcol)?,
+            grad_for(row_t, || drow)?,
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::uniform;
+    use crate::test_values::{max_abs, uniform};
     use candle_core::{Device, Var};
 
     fn var(shape: &[usize], seed: u64, scale: f64) -> Var {
         let t =
             Tensor::from_vec(uniform(shape.iter().product(), seed), shape, &Device::Cpu).unwrap();
         Var::from_tensor(&t.affine(scale, 0.0).unwrap()).unwrap()
-    }
-
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// Output and gradients of `sum(c ⊙ f(vars))` for a fixed random `c`.

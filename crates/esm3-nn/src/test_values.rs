@@ -58,3 +58,38 @@ impl crate::blas::Gemm for NaiveGemm {
 }
 
 pub(crate) static NAIVE: NaiveGemm = NaiveGemm;
+
+/// `n` values uniform in [-scale, scale) from `seed`.
+pub(crate) fn scaled(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    uniform(n, seed).into_iter().map(|v| v * scale).collect()
+}
+
+/// A CPU tensor of `shape` with values uniform in [-1, 1) from `seed`.
+pub(crate) fn tensor(shape: &[usize], seed: u64) -> candle_core::Tensor {
+    let v = uniform(shape.iter().product(), seed);
+    candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}
+
+/// Largest absolute difference of two tensors of the same shape.
+pub(crate) fn max_abs(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Largest absolute difference of two slices of the same length.
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}

@@ -299,25 +299,9 @@ pub fn linear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::NAIVE;
-    use candle_core::{Device, Var};
+    use crate::test_values::{max_abs, tensor, NAIVE};
+    use candle_core::Var;
     use proptest::prelude::*;
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let v = crate::test_values::uniform(shape.iter().product(), seed);
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Value and both gradients of `sum(c ⊙ (x·wᵀ))` by `f`, for a fixed random `c`.
     fn value_and_grads(
@@ -337,9 +321,9 @@ mod tests {
     }
 
     fn check(gemm: &'static dyn Gemm, batch: usize, rows: usize, k: usize, n: usize, seed: u64) {
-        let x = rand(&[batch, rows, k], seed);
-        let w = rand(&[n, k], seed + 1);
-        let c = rand(&[batch, rows, n], seed + 2);
+        let x = tensor(&[batch, rows, k], seed);
+        let w = tensor(&[n, k], seed + 1);
+        let c = tensor(&[batch, rows, n], seed + 2);
         let ours = value_and_grads(&x, &w, &c, |x, w| linear(x, w, None, gemm).unwrap());
         let candle = value_and_grads(&x, &w, &c, |x, w| {
             x.broadcast_matmul(&w.t().unwrap()).unwrap()
@@ -361,10 +345,10 @@ mod tests {
     #[test]
     fn the_bias_and_its_gradient_equal_candles_broadcast_add() {
         for (rows, k, n, seed) in [(1, 1, 1, 1u64), (37, 20, 45, 2), (130, 64, 300, 3)] {
-            let x = rand(&[2, rows, k], seed);
-            let w = rand(&[n, k], seed + 1);
-            let b = Var::from_tensor(&rand(&[n], seed + 2)).unwrap();
-            let c = rand(&[2, rows, n], seed + 3);
+            let x = tensor(&[2, rows, k], seed);
+            let w = tensor(&[n, k], seed + 1);
+            let b = Var::from_tensor(&tensor(&[n], seed + 2)).unwrap();
+            let c = tensor(&[2, rows, n], seed + 3);
             let run = |y: Tensor| {
                 let g = (&y * &c).unwrap().sum_all().unwrap().backward().unwrap();
                 (y, g.get(b.as_tensor()).unwrap().clone())
@@ -404,8 +388,8 @@ mod tests {
 
     #[test]
     fn only_the_tracked_operand_gets_a_gradient() {
-        let x = rand(&[3, 4], 1);
-        let w = Var::from_tensor(&rand(&[5, 4], 2)).unwrap();
+        let x = tensor(&[3, 4], 1);
+        let w = Var::from_tensor(&tensor(&[5, 4], 2)).unwrap();
         let grads = linear(&x, w.as_tensor(), None, &NAIVE)
             .unwrap()
             .sum_all()
