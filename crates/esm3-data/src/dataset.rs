@@ -195,6 +195,79 @@ fn is_ours(name: &str) -> bool {
 pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Result<BuildReport> {
     let started = Instant::now();
     let mut seconds = BTreeMap::new();
+    clear_output(out)?;
+
+    let t = Instant::now();
+    let Sources {
+        mut records,
+        infos: sources,
+        skipped,
+        external_start,
+    } = read_sources(config, progress)?;
+    seconds.insert("read_sources".to_owned(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let search_space: usize = records.iter().map(|r| r.len()).sum();
+    let cluster_stats = assign_clusters(&mut records, &config.cluster, progress);
+    seconds.insert("cluster".to_owned(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let (mut split_of, mut excluded) = assign_splits(&records, external_start, &config.split);
+    seconds.insert("split".to_owned(), t.elapsed().as_secs_f64());
+
+    let purge_record = match &config.purge {
+        Some(params) => {
+            let t = Instant::now();
+            let held_out = HeldOut {
+                records: &records,
+                split_of: &mut split_of,
+                excluded: &mut excluded,
+            };
+            let record = held_out.purge(&config.cluster, params, search_space, progress);
+            seconds.insert("purge".to_owned(), t.elapsed().as_secs_f64());
+            Some(record)
+        }
+        None => None,
+    };
+
+    let t = Instant::now();
+    let (counts, shards) = write_splits(out, &records, &split_of, config.shard_size, progress)?;
+    write_chain_table(out, &records, &split_of)?;
+    seconds.insert("write".to_owned(), t.elapsed().as_secs_f64());
+    seconds.insert("total".to_owned(), started.elapsed().as_secs_f64());
+
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        command: config.command.clone(),
+        esm3_data_version: env!("CARGO_PKG_VERSION").to_owned(),
+        seed: config.split.seed,
+        split: config.split,
+        cluster_params: config.cluster.clone(),
+        cluster_stats,
+        sources,
+        counts,
+        external_pdb_ids: external_pdb_ids(&records[external_start..]),
+        excluded,
+        skipped,
+        shards,
+        seconds,
+        purge: purge_record,
+    };
+    let p = out.join("manifest.json");
+    std::fs::write(
+        &p,
+        serde_json::to_string_pretty(&manifest).expect("manifest serializes"),
+    )
+    .map_err(io_err(&p))?;
+    Ok(BuildReport {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Creates `out`, or empties it of an earlier dataset's files; refuses a directory that holds
+/// anything else, so a wrong `-o` never deletes a user's files.
+fn clear_output(out: &Path) -> Result<()> {
     if out.exists() {
         let entries: Vec<String> = std::fs::read_dir(out)
             .map_err(io_err(out))?
@@ -210,84 +283,105 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
             std::fs::remove_file(out.join(e)).map_err(io_err(&out.join(e)))?;
         }
     }
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))
+}
 
-    // 1. Sources.
-    let mut records: Vec<ChainRecord> = Vec::new();
-    let mut sources = Vec::new();
-    let mut skipped = Vec::new();
-    let t = Instant::now();
+/// Every chain read, training sources first and the external set last.
+struct Sources {
+    records: Vec<ChainRecord>,
+    infos: Vec<SourceInfo>,
+    skipped: Vec<Skipped>,
+    /// Index of the first external chain (`records.len()` without an external set).
+    external_start: usize,
+}
+
+fn read_sources(config: &BuildConfig, progress: &dyn Progress) -> Result<Sources> {
+    let mut sources = Sources {
+        records: Vec::new(),
+        infos: Vec::new(),
+        skipped: Vec::new(),
+        external_start: usize::MAX,
+    };
     if let Some(dir) = &config.promod3 {
-        progress.start("reading ProMod3 export", 0);
-        let all = crate::promod3::read_dir(dir, config.promod3_limit)?;
-        let n_all = all.len();
-        // The same length floor as for structure files: peptides carry little signal.
-        let recs: Vec<ChainRecord> = all
-            .into_iter()
-            .filter(|r| r.len() >= crate::structures::MIN_LENGTH)
-            .collect();
-        if recs.len() < n_all {
-            skipped.push(Skipped {
-                what: format!("{}: {} entries", dir.display(), n_all - recs.len()),
-                reason: format!("fewer than {} residues", crate::structures::MIN_LENGTH),
-            });
+        read_promod3(dir, config.promod3_limit, &mut sources, progress)?;
+    }
+    let mut dirs: Vec<(&PathBuf, String)> = config
+        .structures
+        .iter()
+        .map(|d| (d, source_name(d)))
+        .collect();
+    if let Some(ext) = &config.external {
+        dirs.push((ext, EXTERNAL.to_owned()));
+    }
+    for (k, (dir, source)) in dirs.into_iter().enumerate() {
+        if k == config.structures.len() {
+            sources.external_start = sources.records.len();
         }
-        sources.push(SourceInfo {
-            kind: crate::promod3::SOURCE.into(),
+        let n_files = crate::structures::find_files(dir)?.len();
+        let n_files = config.max_files.map_or(n_files, |m| m.min(n_files));
+        progress.start(&format!("reading {}", dir.display()), n_files as u64);
+        let (recs, skips) =
+            crate::structures::read_dir(dir, &source, config.max_files, &|| progress.inc())?;
+        progress.finish();
+        sources.infos.push(SourceInfo {
+            kind: source,
             path: dir.display().to_string(),
             chains: recs.len(),
-            with_coords: recs.iter().filter(|r| r.has_coords()).count(),
-            skipped: n_all - recs.len(),
+            with_coords: recs.len(),
+            skipped: skips.len(),
         });
-        records.extend(recs);
-        progress.finish();
+        sources.records.extend(recs);
+        sources.skipped.extend(skips);
     }
-    let n_training_sources = config.structures.len();
-    let external_start;
-    {
-        let mut dirs: Vec<(&PathBuf, String)> = config
-            .structures
-            .iter()
-            .map(|d| (d, source_name(d)))
-            .collect();
-        if let Some(ext) = &config.external {
-            dirs.push((ext, EXTERNAL.to_owned()));
-        }
-        let mut start_of_external = usize::MAX;
-        for (k, (dir, source)) in dirs.into_iter().enumerate() {
-            if k == n_training_sources {
-                start_of_external = records.len();
-            }
-            let n_files = crate::structures::find_files(dir)?.len();
-            let n_files = config.max_files.map_or(n_files, |m| m.min(n_files));
-            progress.start(&format!("reading {}", dir.display()), n_files as u64);
-            let (recs, skips) =
-                crate::structures::read_dir(dir, &source, config.max_files, &|| progress.inc())?;
-            progress.finish();
-            sources.push(SourceInfo {
-                kind: source,
-                path: dir.display().to_string(),
-                chains: recs.len(),
-                with_coords: recs.len(),
-                skipped: skips.len(),
-            });
-            records.extend(recs);
-            skipped.extend(skips);
-        }
-        external_start = start_of_external.min(records.len());
-    }
-    if records.is_empty() {
+    sources.external_start = sources.external_start.min(sources.records.len());
+    if sources.records.is_empty() {
         return Err(DataError::Invalid("no chains in any source".into()));
     }
-    unique_names(&mut records);
-    seconds.insert("read_sources".to_owned(), t.elapsed().as_secs_f64());
+    unique_names(&mut sources.records);
+    Ok(sources)
+}
 
-    // 2. Clusters.
-    let t = Instant::now();
+fn read_promod3(
+    dir: &Path,
+    limit: Option<usize>,
+    sources: &mut Sources,
+    progress: &dyn Progress,
+) -> Result<()> {
+    progress.start("reading ProMod3 export", 0);
+    let all = crate::promod3::read_dir(dir, limit)?;
+    let n_all = all.len();
+    // The same length floor as for structure files: peptides carry little signal.
+    let recs: Vec<ChainRecord> = all
+        .into_iter()
+        .filter(|r| r.len() >= crate::structures::MIN_LENGTH)
+        .collect();
+    if recs.len() < n_all {
+        sources.skipped.push(Skipped {
+            what: format!("{}: {} entries", dir.display(), n_all - recs.len()),
+            reason: format!("fewer than {} residues", crate::structures::MIN_LENGTH),
+        });
+    }
+    sources.infos.push(SourceInfo {
+        kind: crate::promod3::SOURCE.into(),
+        path: dir.display().to_string(),
+        chains: recs.len(),
+        with_coords: recs.iter().filter(|r| r.has_coords()).count(),
+        skipped: n_all - recs.len(),
+    });
+    sources.records.extend(recs);
+    progress.finish();
+    Ok(())
+}
+
+/// Identity clusters of all chains, written into each record's `cluster`.
+fn assign_clusters(
+    records: &mut [ChainRecord],
+    params: &ClusterParams,
+    progress: &dyn Progress,
+) -> ClusterStats {
     let seqs: Vec<&str> = records.iter().map(|r| r.sequence.as_str()).collect();
-    let search_space: usize = seqs.iter().map(|s| s.len()).sum();
     progress.start("clustering (candidate alignments)", 0);
-    let clustering = cluster_sequences(&seqs, &config.cluster, &|done, total| {
+    let clustering = cluster_sequences(&seqs, params, &|done, total| {
         progress.start("clustering (candidate alignments)", total);
         progress.set(done);
     });
@@ -295,11 +389,16 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
     for (r, c) in records.iter_mut().zip(&clustering.cluster) {
         r.cluster = *c;
     }
-    seconds.insert("cluster".to_owned(), t.elapsed().as_secs_f64());
+    clustering.stats
+}
 
-    // 3. Exclusion and split.
-    let t = Instant::now();
-    let is_external = |k: usize| k >= external_start;
+/// Each chain's split: the external chains are `external`; chains sharing a PDB id or a cluster
+/// with them are excluded (with the reason); the rest go by cluster to train / valid / test.
+fn assign_splits(
+    records: &[ChainRecord],
+    external_start: usize,
+    config: &SplitConfig,
+) -> (Vec<&'static str>, Vec<Excluded>) {
     let external_ids: HashSet<&str> = records[external_start..]
         .iter()
         .map(|r| r.pdb_id.as_str())
@@ -311,7 +410,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
     let mut split_of: Vec<&'static str> = vec![""; records.len()];
     let mut excluded = Vec::new();
     for (k, r) in records.iter().enumerate() {
-        if is_external(k) {
+        if k >= external_start {
             split_of[k] = EXTERNAL;
         } else if external_ids.contains(r.pdb_id.as_str()) {
             split_of[k] = EXCLUDED;
@@ -334,67 +433,88 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         }
     }
     let clusters: Vec<(u32, bool)> = cluster_coords.into_iter().collect();
-    let assignment = crate::split::assign(&clusters, &config.split);
+    let assignment = crate::split::assign(&clusters, config);
     for (k, r) in records.iter().enumerate() {
         if split_of[k].is_empty() {
             split_of[k] = assignment[&r.cluster];
         }
     }
-    seconds.insert("split".to_owned(), t.elapsed().as_secs_f64());
+    (split_of, excluded)
+}
 
-    // 3b. Purge: held-out chains linked to a train chain by the more sensitive search.
-    let mut purge_record = None;
-    if let Some(params) = &config.purge {
-        let t = Instant::now();
+/// The splits as assigned so far, for the held-out purge to move chains out of.
+struct HeldOut<'a> {
+    records: &'a [ChainRecord],
+    split_of: &'a mut [&'static str],
+    excluded: &'a mut Vec<Excluded>,
+}
+
+impl HeldOut<'_> {
+    /// Moves held-out chains linked to a train chain by the more sensitive search
+    /// ([`crate::purge`]) out of their split, and returns the record of what moved.
+    fn purge(
+        self,
+        cluster: &ClusterParams,
+        params: &crate::purge::PurgeParams,
+        search_space: usize,
+        progress: &dyn Progress,
+    ) -> crate::purge::PurgeRecord {
         progress.start("purging held-out chains", 0);
-        let held: Vec<(&ChainRecord, &str)> = records
+        let held: Vec<(&ChainRecord, &str)> = self
+            .records
             .iter()
-            .zip(&split_of)
+            .zip(self.split_of.iter())
             .filter(|(_, s)| crate::purge::HELD_OUT.contains(s))
             .map(|(r, s)| (r, *s))
             .collect();
-        let train: Vec<&ChainRecord> = records
+        let train: Vec<&ChainRecord> = self
+            .records
             .iter()
-            .zip(&split_of)
+            .zip(self.split_of.iter())
             .filter(|(_, s)| **s == "train")
             .map(|(r, _)| r)
             .collect();
-        let (moved, stats) =
-            crate::purge::find_moves(&held, &train, &config.cluster, params, search_space);
+        let (moved, stats) = crate::purge::find_moves(&held, &train, cluster, params, search_space);
         progress.finish();
-        let index: HashMap<&str, usize> = records
+        let index: HashMap<&str, usize> = self
+            .records
             .iter()
             .enumerate()
             .map(|(k, r)| (r.name.as_str(), k))
             .collect();
         for m in &moved {
-            split_of[index[m.name.as_str()]] = crate::purge::destination(&m.from);
+            self.split_of[index[m.name.as_str()]] = crate::purge::destination(&m.from);
             if m.to == EXCLUDED {
-                excluded.push(Excluded {
+                self.excluded.push(Excluded {
                     name: m.name.clone(),
                     reason: crate::purge::reason(m),
                 });
             }
         }
-        purge_record = Some(crate::purge::record(
-            None,
-            &config.cluster,
-            params,
-            search_space,
-            stats,
-            moved,
-        ));
-        seconds.insert("purge".to_owned(), t.elapsed().as_secs_f64());
+        crate::purge::record(None, cluster, params, search_space, stats, moved)
     }
-    let t = Instant::now();
-    let mut external_pdb_ids: Vec<String> = external_ids.iter().map(|s| s.to_string()).collect();
-    external_pdb_ids.sort();
-    drop(external_ids);
+}
 
-    // 4. Write.
+/// PDB ids of the external chains, sorted and unique.
+fn external_pdb_ids(external: &[ChainRecord]) -> Vec<String> {
+    let ids: std::collections::BTreeSet<&str> =
+        external.iter().map(|r| r.pdb_id.as_str()).collect();
+    ids.into_iter().map(str::to_owned).collect()
+}
+
+/// Writes each split's FASTA and shards (the excluded chains get a FASTA only); returns the
+/// counts per split and the shard names per split.
+#[allow(clippy::type_complexity)]
+fn write_splits(
+    out: &Path,
+    records: &[ChainRecord],
+    split_of: &[&str],
+    shard_size: usize,
+    progress: &dyn Progress,
+) -> Result<(BTreeMap<String, SplitCounts>, BTreeMap<String, Vec<String>>)> {
     let mut by_split: BTreeMap<&str, Vec<&ChainRecord>> = BTreeMap::new();
-    for (k, r) in records.iter().enumerate() {
-        by_split.entry(split_of[k]).or_default().push(r);
+    for (r, split) in records.iter().zip(split_of) {
+        by_split.entry(split).or_default().push(r);
     }
     let mut shard_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut jobs = Vec::new();
@@ -408,7 +528,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         if *split == EXCLUDED {
             continue;
         }
-        for (n, chunk) in recs.chunks(config.shard_size.max(1)).enumerate() {
+        for (n, chunk) in recs.chunks(shard_size.max(1)).enumerate() {
             let name = format!("{split}-{n:05}.safetensors");
             shard_names
                 .entry(split.to_string())
@@ -424,6 +544,15 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         shards::write_shard(path, &owned)
     })?;
     progress.finish();
+    let counts = by_split
+        .iter()
+        .map(|(s, r)| (s.to_string(), counts(r)))
+        .collect();
+    Ok((counts, shard_names))
+}
+
+/// `chains.tsv`: one row per chain with its cluster and split, in reading order.
+fn write_chain_table(out: &Path, records: &[ChainRecord], split_of: &[&str]) -> Result<()> {
     let tsv_path = out.join("chains.tsv");
     let mut tsv =
         std::io::BufWriter::new(std::fs::File::create(&tsv_path).map_err(io_err(&tsv_path))?);
@@ -432,7 +561,7 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
         "name\tpdb_id\tsource\tlength\tcluster\tsplit\thas_coords"
     )
     .map_err(io_err(&tsv_path))?;
-    for (k, r) in records.iter().enumerate() {
+    for (r, split) in records.iter().zip(split_of) {
         writeln!(
             tsv,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -441,45 +570,12 @@ pub fn build(config: &BuildConfig, out: &Path, progress: &dyn Progress) -> Resul
             r.source,
             r.len(),
             r.cluster,
-            split_of[k],
+            split,
             r.has_coords() as u8
         )
         .map_err(io_err(&tsv_path))?;
     }
-    tsv.flush().map_err(io_err(&tsv_path))?;
-    seconds.insert("write".to_owned(), t.elapsed().as_secs_f64());
-    seconds.insert("total".to_owned(), started.elapsed().as_secs_f64());
-
-    let manifest = Manifest {
-        format: FORMAT.to_owned(),
-        command: config.command.clone(),
-        esm3_data_version: env!("CARGO_PKG_VERSION").to_owned(),
-        seed: config.split.seed,
-        split: config.split,
-        cluster_params: config.cluster.clone(),
-        cluster_stats: clustering.stats,
-        sources,
-        counts: by_split
-            .iter()
-            .map(|(s, r)| (s.to_string(), counts(r)))
-            .collect(),
-        external_pdb_ids,
-        excluded,
-        skipped,
-        shards: shard_names,
-        seconds,
-        purge: purge_record,
-    };
-    let p = out.join("manifest.json");
-    std::fs::write(
-        &p,
-        serde_json::to_string_pretty(&manifest).expect("manifest serializes"),
-    )
-    .map_err(io_err(&p))?;
-    Ok(BuildReport {
-        manifest,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    tsv.flush().map_err(io_err(&tsv_path))
 }
 
 /// A dataset directory written by [`build`].
