@@ -383,201 +383,304 @@ pub fn corrupt(
 ) -> Result<CorruptedSample> {
     config.validate()?;
     let labels = validate(protein)?;
-    let n_all = labels.len();
-
-    // 2. Crop: a window of at most crop_length − 2 residues; a terminus outside it loses its
-    // BOS/EOS token.
-    let w = n_all.min(config.crop_length - 2);
-    let start = rng.random_range(0..=n_all - w);
-    let end = start + w;
-    let (mut bos, mut eos) = (start == 0, end == n_all);
-
-    // 3. Residue gaps, else the interface split.
-    let mut chains = vec![std::ops::Range { start, end }];
-    let mut augmentation = Augmentation::None;
-    if let Some(split) = augment::residue_gap(start, end, config, rng) {
-        augmentation = Augmentation::ResidueGap {
-            chains: split.len(),
-        };
-        chains = split;
-    } else if labels.coords.is_some() && rng.random_bool(config.interface_split_probability) {
-        if let Some((contact, split)) = augment::interface_split(&labels, start, end, config, rng) {
-            bos &= split[0].start == start;
-            eos &= split[1].end == end;
-            augmentation = Augmentation::InterfaceSplit { contact };
-            chains = split;
-        }
-    }
-
-    let mut slots = Vec::with_capacity(w + chains.len() + 1);
-    let mut chain_of = Vec::with_capacity(slots.capacity());
-    if bos {
-        slots.push(Slot::Bos);
-        chain_of.push(0i64);
-    }
-    for (c, range) in chains.iter().enumerate() {
-        if c > 0 {
-            slots.push(Slot::Break);
-            chain_of.push(c as i64 - 1);
-        }
-        for k in range.clone() {
-            slots.push(Slot::Res(k));
-            chain_of.push(c as i64);
-        }
-    }
-    if eos {
-        slots.push(Slot::Eos);
-        chain_of.push(chains.len() as i64 - 1);
-    }
-    // Residues of the sample in position order; masks index this list.
-    let residues: Vec<usize> = chains.iter().flat_map(|r| r.clone()).collect();
-    let nr = residues.len();
-
-    // 5. Per-track masks.
-    let absent = || (false, 0.0, vec![false; nr]);
-    let seq = draw_mask(&config.sequence, nr, rng);
-    let st = match labels.structure {
-        Some(_) => draw_mask(&config.structure, nr, rng),
-        None => absent(),
-    };
-    let (co, coordinate_mask) = match &labels.coords {
-        None => (absent(), CoordinateMask::Absent),
-        Some(_) => {
-            let (dropped, rate, iid) = draw_mask(&config.coordinates, nr, rng);
-            let (mut mask, mut mode) = if dropped {
-                (iid, CoordinateMask::Dropped)
-            } else if rng.random_bool(config.span_mask_probability) {
-                (
-                    augment::span_mask(nr, rate, config.max_spans, rng),
-                    CoordinateMask::Span,
-                )
-            } else {
-                (iid, CoordinateMask::Iid)
-            };
-            if rng.random_bool(config.atomic_coordination_probability) {
-                if let Some((triplet, shown)) =
-                    augment::atomic_coordination(&labels, &residues, config, rng)
-                {
-                    mask = shown.iter().map(|s| !s).collect();
-                    mode = CoordinateMask::AtomicCoordination { triplet };
-                }
-            }
-            ((dropped, rate, mask), mode)
-        }
-    };
-    let maybe = |present: bool, track: &TrackNoise, rng: &mut _| {
-        if present {
-            draw_mask(track, nr, rng)
-        } else {
-            absent()
-        }
-    };
-    let ss = maybe(labels.ss8.is_some(), &config.ss8, rng);
-    let sa = maybe(labels.sasa.is_some(), &config.sasa, rng);
-    let fu = maybe(labels.function.is_some(), &config.function, rng);
-    let ra = maybe(labels.residue.is_some(), &config.residue_annotations, rng);
-
-    // 6–7. Assemble positions; noise on visible coordinates only.
+    // The random draws happen in this order (crop, augmentation, masks, coordinate noise), so a
+    // seed gives the same sample as it always did.
+    let layout = SampleLayout::draw(&labels, config, rng);
+    let masks = TrackMasks::draw(&labels, &layout.residues, config, rng);
     let noise = Normal::new(0.0f32, config.coordinate_noise_std as f32)
         .map_err(|e| NoiseError::Config(format!("coordinate_noise_std: {e}")))?;
-    let l = slots.len();
-    let mut s = CorruptedSample {
-        residue_index: Vec::with_capacity(l),
-        chain_id: chain_of,
-        sequence: Vec::with_capacity(l),
-        structure: Vec::with_capacity(l),
-        ss8: vec![0; l],
-        sasa: vec![0; l],
-        function: vec![[0; 8]; l],
-        residue_annotations: vec![[0; 16]; l],
-        coordinates: vec![NAN3; l],
-        per_res_plddt: vec![0.0; l],
-        average_plddt: 1.0,
-        targets: SampleTargets {
-            sequence: vec![IGNORE; l],
-            structure: vec![IGNORE; l],
-            ss8: vec![IGNORE; l],
-            sasa: vec![IGNORE; l],
-            function: vec![[IGNORE; 8]; l],
-            residue_annotations: labels.residue.as_ref().map(|_| vec![None; l]),
-        },
-        record: NoiseRecord {
+    let mut s = CorruptedSample::empty(&layout, &labels);
+    let mut m = 0usize; // index into `layout.residues`
+    for (p, slot) in layout.slots.iter().enumerate() {
+        match *slot {
+            Slot::Res(k) => {
+                let at = Position {
+                    slot: p,
+                    residue: k,
+                    masked: m,
+                };
+                s.fill_residue(at, &labels, &masks, &noise, rng);
+                m += 1;
+            }
+            special => s.push_special(special),
+        }
+    }
+    s.record_counts(&labels, &masks, &layout.residues);
+    Ok(s)
+}
+
+/// Which residues a sample holds and in which slots (steps 2–3 of spec §1.11).
+struct SampleLayout {
+    window: (usize, usize),
+    augmentation: Augmentation,
+    slots: Vec<Slot>,
+    /// Chain index of each slot.
+    chain_of: Vec<i64>,
+    /// Residues of the sample in position order; masks index this list.
+    residues: Vec<usize>,
+}
+
+impl SampleLayout {
+    fn draw(labels: &Labels, config: &NoiseConfig, rng: &mut impl Rng) -> Self {
+        let n_all = labels.len();
+        // 2. Crop: a window of at most crop_length − 2 residues; a terminus outside it loses its
+        // BOS/EOS token.
+        let w = n_all.min(config.crop_length - 2);
+        let start = rng.random_range(0..=n_all - w);
+        let end = start + w;
+        let (mut bos, mut eos) = (start == 0, end == n_all);
+
+        // 3. Residue gaps, else the interface split.
+        let mut chains = vec![std::ops::Range { start, end }];
+        let mut augmentation = Augmentation::None;
+        if let Some(split) = augment::residue_gap(start, end, config, rng) {
+            augmentation = Augmentation::ResidueGap {
+                chains: split.len(),
+            };
+            chains = split;
+        } else if labels.coords.is_some() && rng.random_bool(config.interface_split_probability) {
+            if let Some((contact, split)) =
+                augment::interface_split(labels, start, end, config, rng)
+            {
+                bos &= split[0].start == start;
+                eos &= split[1].end == end;
+                augmentation = Augmentation::InterfaceSplit { contact };
+                chains = split;
+            }
+        }
+
+        let mut slots = Vec::with_capacity(w + chains.len() + 1);
+        let mut chain_of = Vec::with_capacity(slots.capacity());
+        if bos {
+            slots.push(Slot::Bos);
+            chain_of.push(0i64);
+        }
+        for (c, range) in chains.iter().enumerate() {
+            if c > 0 {
+                slots.push(Slot::Break);
+                chain_of.push(c as i64 - 1);
+            }
+            for k in range.clone() {
+                slots.push(Slot::Res(k));
+                chain_of.push(c as i64);
+            }
+        }
+        if eos {
+            slots.push(Slot::Eos);
+            chain_of.push(chains.len() as i64 - 1);
+        }
+        Self {
             window: (start, end),
             augmentation,
-            coordinate_mask,
-            sequence: TrackRecord::default(),
-            structure: TrackRecord::default(),
-            coordinates: TrackRecord::default(),
-            ss8: TrackRecord::default(),
-            sasa: TrackRecord::default(),
-            function: TrackRecord::default(),
-            residue_annotations: TrackRecord::default(),
-            visible_coords_masked_token: 0,
-        },
-    };
-    let mut m = 0usize; // index into `residues`
-    for (p, slot) in slots.iter().enumerate() {
-        let k = match *slot {
-            Slot::Bos => {
-                s.residue_index.push(-1);
-                s.sequence.push(seq_vocab::BOS as i64);
-                s.structure.push(structure_ids::BOS);
-                continue;
-            }
-            Slot::Eos => {
-                s.residue_index.push(-1);
-                s.sequence.push(seq_vocab::EOS as i64);
-                s.structure.push(structure_ids::EOS);
-                continue;
-            }
-            Slot::Break => {
-                s.residue_index.push(-1);
-                s.sequence.push(seq_vocab::CHAINBREAK as i64);
-                s.structure.push(structure_ids::CHAINBREAK);
-                continue;
-            }
-            Slot::Res(k) => k,
+            slots,
+            chain_of,
+            residues: chains.iter().flat_map(|r| r.clone()).collect(),
+        }
+    }
+}
+
+/// One track's mask draw: (dropped, rate, masked per residue of the sample).
+type MaskDraw = (bool, f64, Vec<bool>);
+
+/// The per-track masks of one sample (step 5 of spec §1.11).
+struct TrackMasks {
+    sequence: MaskDraw,
+    structure: MaskDraw,
+    coordinates: MaskDraw,
+    coordinate_mask: CoordinateMask,
+    ss8: MaskDraw,
+    sasa: MaskDraw,
+    function: MaskDraw,
+    residue_annotations: MaskDraw,
+}
+
+impl TrackMasks {
+    fn draw(labels: &Labels, residues: &[usize], config: &NoiseConfig, rng: &mut impl Rng) -> Self {
+        let nr = residues.len();
+        let absent = || (false, 0.0, vec![false; nr]);
+        let sequence = draw_mask(&config.sequence, nr, rng);
+        let structure = match labels.structure {
+            Some(_) => draw_mask(&config.structure, nr, rng),
+            None => absent(),
         };
-        s.residue_index.push(k as i64);
-        let t = &mut s.targets;
+        let (coordinates, coordinate_mask) = match &labels.coords {
+            None => (absent(), CoordinateMask::Absent),
+            Some(_) => {
+                let (dropped, rate, iid) = draw_mask(&config.coordinates, nr, rng);
+                let (mut mask, mut mode) = if dropped {
+                    (iid, CoordinateMask::Dropped)
+                } else if rng.random_bool(config.span_mask_probability) {
+                    (
+                        augment::span_mask(nr, rate, config.max_spans, rng),
+                        CoordinateMask::Span,
+                    )
+                } else {
+                    (iid, CoordinateMask::Iid)
+                };
+                if rng.random_bool(config.atomic_coordination_probability) {
+                    if let Some((triplet, shown)) =
+                        augment::atomic_coordination(labels, residues, config, rng)
+                    {
+                        mask = shown.iter().map(|s| !s).collect();
+                        mode = CoordinateMask::AtomicCoordination { triplet };
+                    }
+                }
+                ((dropped, rate, mask), mode)
+            }
+        };
+        let mut maybe = |present: bool, track: &TrackNoise| {
+            if present {
+                draw_mask(track, nr, rng)
+            } else {
+                absent()
+            }
+        };
+        let ss8 = maybe(labels.ss8.is_some(), &config.ss8);
+        let sasa = maybe(labels.sasa.is_some(), &config.sasa);
+        let function = maybe(labels.function.is_some(), &config.function);
+        let residue_annotations = maybe(labels.residue.is_some(), &config.residue_annotations);
+        Self {
+            sequence,
+            structure,
+            coordinates,
+            coordinate_mask,
+            ss8,
+            sasa,
+            function,
+            residue_annotations,
+        }
+    }
+}
+
+/// A residue's place: its slot in the sample, its index in the protein, its index in the masks.
+#[derive(Clone, Copy)]
+struct Position {
+    slot: usize,
+    residue: usize,
+    masked: usize,
+}
+
+impl CorruptedSample {
+    /// Every slot padded and unsupervised; residue slots are filled in afterwards.
+    fn empty(layout: &SampleLayout, labels: &Labels) -> Self {
+        let l = layout.slots.len();
+        let unset = TrackRecord::default;
+        CorruptedSample {
+            residue_index: Vec::with_capacity(l),
+            chain_id: layout.chain_of.clone(),
+            sequence: Vec::with_capacity(l),
+            structure: Vec::with_capacity(l),
+            ss8: vec![0; l],
+            sasa: vec![0; l],
+            function: vec![[0; 8]; l],
+            residue_annotations: vec![[0; 16]; l],
+            coordinates: vec![NAN3; l],
+            per_res_plddt: vec![0.0; l],
+            average_plddt: 1.0,
+            targets: SampleTargets {
+                sequence: vec![IGNORE; l],
+                structure: vec![IGNORE; l],
+                ss8: vec![IGNORE; l],
+                sasa: vec![IGNORE; l],
+                function: vec![[IGNORE; 8]; l],
+                residue_annotations: labels.residue.as_ref().map(|_| vec![None; l]),
+            },
+            record: NoiseRecord {
+                window: layout.window,
+                augmentation: layout.augmentation,
+                coordinate_mask: CoordinateMask::Absent,
+                sequence: unset(),
+                structure: unset(),
+                coordinates: unset(),
+                ss8: unset(),
+                sasa: unset(),
+                function: unset(),
+                residue_annotations: unset(),
+                visible_coords_masked_token: 0,
+            },
+        }
+    }
+
+    /// BOS, EOS or a chain break: its tokens on the sequence and structure tracks.
+    fn push_special(&mut self, slot: Slot) {
+        let (sequence, structure) = match slot {
+            Slot::Bos => (seq_vocab::BOS, structure_ids::BOS),
+            Slot::Eos => (seq_vocab::EOS, structure_ids::EOS),
+            Slot::Break => (seq_vocab::CHAINBREAK, structure_ids::CHAINBREAK),
+            Slot::Res(_) => unreachable!("residue slots are filled by fill_residue"),
+        };
+        self.residue_index.push(-1);
+        self.sequence.push(sequence as i64);
+        self.structure.push(structure);
+    }
+
+    /// Steps 6–7 for one residue: masked tracks become targets, visible ones inputs, and
+    /// visible coordinates get noise.
+    fn fill_residue(
+        &mut self,
+        at: Position,
+        labels: &Labels,
+        masks: &TrackMasks,
+        noise: &Normal<f32>,
+        rng: &mut impl Rng,
+    ) {
+        let Position {
+            slot: p,
+            residue: k,
+            masked: m,
+        } = at;
+        self.residue_index.push(k as i64);
+        let t = &mut self.targets;
 
         let label = labels.sequence[k];
-        if seq.2[m] {
-            s.sequence.push(seq_vocab::MASK as i64);
+        if masks.sequence.2[m] {
+            self.sequence.push(seq_vocab::MASK as i64);
             if label != SEQ_X {
                 t.sequence[p] = label;
             }
         } else {
-            s.sequence.push(label);
+            self.sequence.push(label);
         }
 
         let code = labels.structure.as_ref().map_or(IGNORE, |v| v[k]);
-        if st.2[m] || code < 0 {
-            s.structure.push(structure_ids::MASK);
-            if st.2[m] && code >= 0 {
+        let structure_masked = masks.structure.2[m];
+        if structure_masked || code < 0 {
+            self.structure.push(structure_ids::MASK);
+            if structure_masked && code >= 0 {
                 t.structure[p] = code;
             }
         } else {
-            s.structure.push(code);
+            self.structure.push(code);
         }
 
         if let Some(c) = labels.coords.as_ref().and_then(|c| c[k]) {
-            if !co.2[m] {
+            if !masks.coordinates.2[m] {
                 let mut noisy = c;
                 for v in noisy.iter_mut().flatten() {
                     *v += noise.sample(rng);
                 }
-                s.coordinates[p] = noisy;
-                s.per_res_plddt[p] = 1.0;
-                if s.structure[p] == structure_ids::MASK {
-                    s.record.visible_coords_masked_token += 1;
+                self.coordinates[p] = noisy;
+                self.per_res_plddt[p] = 1.0;
+                if self.structure[p] == structure_ids::MASK {
+                    self.record.visible_coords_masked_token += 1;
                 }
             }
         }
 
+        self.fill_labels(at, labels, masks);
+    }
+
+    /// The SS8, SASA, function and residue-annotation tracks of one residue.
+    fn fill_labels(&mut self, at: Position, labels: &Labels, masks: &TrackMasks) {
+        let Position {
+            slot: p,
+            residue: k,
+            masked: m,
+        } = at;
+        let t = &mut self.targets;
         for (track, mask, input, target) in [
-            (&labels.ss8, &ss.2, &mut s.ss8, &mut t.ss8),
-            (&labels.sasa, &sa.2, &mut s.sasa, &mut t.sasa),
+            (&labels.ss8, &masks.ss8.2, &mut self.ss8, &mut t.ss8),
+            (&labels.sasa, &masks.sasa.2, &mut self.sasa, &mut t.sasa),
         ] {
             if let Some(v) = track {
                 if mask[m] {
@@ -591,57 +694,68 @@ pub fn corrupt(
         }
 
         if let Some(f) = &labels.function {
-            if fu.2[m] {
+            if masks.function.2[m] {
                 if f[k].iter().any(|&v| v != 0) {
                     t.function[p] = f[k];
                 }
             } else {
-                s.function[p] = f[k];
+                self.function[p] = f[k];
             }
         }
 
         if let Some(r) = &labels.residue {
-            if ra.2[m] {
+            if masks.residue_annotations.2[m] {
                 if let Some(rows) = t.residue_annotations.as_mut() {
                     rows[p] = Some(r[k].clone());
                 }
             } else {
                 // The input holds at most 16 labels; targets keep them all.
-                for (slot, &v) in s.residue_annotations[p].iter_mut().zip(&r[k]) {
+                for (slot, &v) in self.residue_annotations[p].iter_mut().zip(&r[k]) {
                     *slot = v;
                 }
             }
         }
-        m += 1;
     }
 
-    let count = |v: &[i64]| v.iter().filter(|&&x| x != IGNORE).count();
-    let rec = |present: bool, d: &(bool, f64, Vec<bool>), n_supervised: usize| TrackRecord {
-        present,
-        dropped: d.0,
-        rate: d.1,
-        n_masked: d.2.iter().filter(|&&x| x).count(),
-        n_supervised,
-    };
-    let t = &s.targets;
-    s.record.sequence = rec(true, &seq, count(&t.sequence));
-    s.record.structure = rec(labels.structure.is_some(), &st, count(&t.structure));
-    s.record.coordinates = TrackRecord {
-        n_masked: residues
-            .iter()
-            .zip(&co.2)
-            .filter(|(&k, &masked)| masked && labels.ca(k).is_some())
-            .count(),
-        ..rec(labels.coords.is_some(), &co, 0)
-    };
-    s.record.ss8 = rec(labels.ss8.is_some(), &ss, count(&t.ss8));
-    s.record.sasa = rec(labels.sasa.is_some(), &sa, count(&t.sasa));
-    let fun_sup = t.function.iter().filter(|r| r[0] != IGNORE).count();
-    s.record.function = rec(labels.function.is_some(), &fu, fun_sup);
-    let res_sup = t
-        .residue_annotations
-        .as_ref()
-        .map_or(0, |r| r.iter().filter(|x| x.is_some()).count());
-    s.record.residue_annotations = rec(labels.residue.is_some(), &ra, res_sup);
-    Ok(s)
+    /// The noise record's per-track counts, from the masks and the filled targets.
+    fn record_counts(&mut self, labels: &Labels, masks: &TrackMasks, residues: &[usize]) {
+        let count = |v: &[i64]| v.iter().filter(|&&x| x != IGNORE).count();
+        let rec = |present: bool, d: &MaskDraw, n_supervised: usize| TrackRecord {
+            present,
+            dropped: d.0,
+            rate: d.1,
+            n_masked: d.2.iter().filter(|&&x| x).count(),
+            n_supervised,
+        };
+        let t = &self.targets;
+        let r = &mut self.record;
+        r.coordinate_mask = masks.coordinate_mask;
+        r.sequence = rec(true, &masks.sequence, count(&t.sequence));
+        r.structure = rec(
+            labels.structure.is_some(),
+            &masks.structure,
+            count(&t.structure),
+        );
+        r.coordinates = TrackRecord {
+            n_masked: residues
+                .iter()
+                .zip(&masks.coordinates.2)
+                .filter(|(&k, &masked)| masked && labels.ca(k).is_some())
+                .count(),
+            ..rec(labels.coords.is_some(), &masks.coordinates, 0)
+        };
+        r.ss8 = rec(labels.ss8.is_some(), &masks.ss8, count(&t.ss8));
+        r.sasa = rec(labels.sasa.is_some(), &masks.sasa, count(&t.sasa));
+        let fun_sup = t.function.iter().filter(|r| r[0] != IGNORE).count();
+        r.function = rec(labels.function.is_some(), &masks.function, fun_sup);
+        let res_sup = t
+            .residue_annotations
+            .as_ref()
+            .map_or(0, |r| r.iter().filter(|x| x.is_some()).count());
+        r.residue_annotations = rec(
+            labels.residue.is_some(),
+            &masks.residue_annotations,
+            res_sup,
+        );
+    }
 }
