@@ -171,44 +171,8 @@ impl Prompt {
 
     /// Validates a parsed prompt and resolves its motifs.
     pub fn build(file: PromptFile, default_name: &str, base: &Path) -> Result<Prompt, String> {
-        let seq_len = file.sequence.as_ref().map(|s| s.chars().count());
-        let length = match (file.length, seq_len) {
-            (Some(l), Some(s)) if l != s => {
-                return Err(format!("length = {l} but the sequence has {s} residues"))
-            }
-            (Some(l), _) => l,
-            (None, Some(s)) => s,
-            (None, None) => return Err("give `length` or a `sequence`".into()),
-        };
-        if length == 0 {
-            return Err("length must be at least 1".into());
-        }
-        if length > MAX_LENGTH {
-            return Err(format!(
-                "length {length} is beyond the model's limit of {MAX_LENGTH} residues"
-            ));
-        }
-        let check_len = |what: &str, n: Option<usize>| match n {
-            Some(n) if n != length => Err(format!("{what} has {n} residues, expected {length}")),
-            _ => Ok(()),
-        };
-        check_len(
-            "secondary_structure",
-            file.secondary_structure.as_ref().map(|s| s.chars().count()),
-        )?;
-        check_len("sasa", file.sasa.as_ref().map(Vec::len))?;
-        if let Some(ss) = &file.secondary_structure {
-            if let Some((i, c)) = ss
-                .chars()
-                .enumerate()
-                .find(|(_, c)| !"GHITEBSC_".contains(*c))
-            {
-                return Err(format!(
-                    "secondary_structure: '{c}' at position {} is not one of GHITEBSC or _",
-                    i + 1
-                ));
-            }
-        }
+        let length = prompt_length(&file)?;
+        check_per_residue_tracks(&file, length)?;
         let mut sequence: Vec<char> = file
             .sequence
             .clone()
@@ -216,94 +180,8 @@ impl Prompt {
             .chars()
             .collect();
         let mut coords = vec![[[f32::NAN; 3]; ATOM_TYPE_NUM]; length];
-        let mut motifs = Vec::new();
-        let mut taken = vec![None::<usize>; length];
-        for (k, m) in file.motif.iter().enumerate() {
-            let label = format!(
-                "motif {} ({} residues {})",
-                k + 1,
-                m.file.display(),
-                m.residues
-            );
-            let path = if m.file.is_absolute() {
-                m.file.clone()
-            } else {
-                base.join(&m.file)
-            };
-            let chain =
-                read_chain(&path, m.chain.as_deref()).map_err(|e| format!("{label}: {e}"))?;
-            let (from, to) = parse_range(&m.residues)
-                .filter(|(a, b)| a <= b)
-                .ok_or_else(|| format!("{label}: residues must look like `10-25` or `12`"))?;
-            let picked: Vec<usize> = (0..chain.len())
-                .filter(|&i| (from..=to).contains(&chain.residue_index[i]))
-                .collect();
-            let expected = (to - from + 1) as usize;
-            if picked.len() != expected {
-                return Err(format!(
-                    "{label}: chain {} has {} residues numbered {from}..{to}, expected {expected} (gaps or insertion codes)",
-                    chain.chain_id,
-                    picked.len()
-                ));
-            }
-            if m.at == 0 || m.at - 1 + picked.len() > length {
-                return Err(format!(
-                    "{label}: placed at {} it would end at {}, outside the protein (length {length})",
-                    m.at,
-                    m.at as i64 - 1 + picked.len() as i64
-                ));
-            }
-            let positions: Vec<usize> = (m.at - 1..m.at - 1 + picked.len()).collect();
-            for (&pos, &src) in positions.iter().zip(&picked) {
-                if let Some(other) = taken[pos] {
-                    return Err(format!(
-                        "{label} overlaps motif {} at position {}",
-                        other + 1,
-                        pos + 1
-                    ));
-                }
-                taken[pos] = Some(k);
-                coords[pos] = chain.atom37[src];
-                if m.keep_sequence {
-                    let aa = chain.sequence.chars().nth(src).unwrap_or('X');
-                    if sequence[pos] != '_' && sequence[pos] != aa {
-                        return Err(format!(
-                            "{label}: the prompt sequence has {} at position {}, the motif has {aa}",
-                            sequence[pos],
-                            pos + 1
-                        ));
-                    }
-                    sequence[pos] = aa;
-                }
-            }
-            motifs.push(PlacedMotif {
-                label,
-                atom37: positions.iter().map(|&p| coords[p]).collect(),
-                positions,
-            });
-        }
-        for f in &file.function {
-            if f.start == 0 || f.start > f.end || f.end > length {
-                return Err(format!(
-                    "function `{}` over {}-{} is outside the protein (1-{length})",
-                    f.label, f.start, f.end
-                ));
-            }
-        }
-        for (k, r) in file.residue_annotation.iter().enumerate() {
-            if r.label.trim().is_empty() {
-                return Err(format!("residue_annotation {}: the label is empty", k + 1));
-            }
-            if r.start == 0 || r.start > r.end || r.end > length {
-                return Err(format!(
-                    "residue_annotation {} `{}` over {}-{} is outside the protein (expected 1 <= start <= end <= {length})",
-                    k + 1,
-                    r.label,
-                    r.start,
-                    r.end
-                ));
-            }
-        }
+        let motifs = place_motifs(&file.motif, base, &mut sequence, &mut coords)?;
+        check_annotation_ranges(&file, length)?;
         let plan = if file.generate.is_empty() {
             default_plan()
         } else {
@@ -313,6 +191,16 @@ impl Prompt {
             c.validate()
                 .map_err(|e| format!("generate step {}: {e}", i + 1))?;
         }
+        let annotations = |spans: Vec<(String, usize, usize)>| {
+            (!spans.is_empty()).then(|| {
+                spans
+                    .into_iter()
+                    .map(|(label, start, end)| {
+                        esm3_tokens::function::FunctionAnnotation::new(label, start, end)
+                    })
+                    .collect()
+            })
+        };
         let protein = EsmProtein {
             sequence: Some(sequence.into_iter().collect()),
             secondary_structure: file.secondary_structure,
@@ -320,30 +208,18 @@ impl Prompt {
                 .sasa
                 .map(|v| v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()),
             coordinates: (!motifs.is_empty()).then_some(coords),
-            function_annotations: (!file.function.is_empty()).then(|| {
+            function_annotations: annotations(
                 file.function
                     .iter()
-                    .map(|f| {
-                        esm3_tokens::function::FunctionAnnotation::new(
-                            f.label.clone(),
-                            f.start,
-                            f.end,
-                        )
-                    })
-                    .collect()
-            }),
-            residue_annotations: (!file.residue_annotation.is_empty()).then(|| {
+                    .map(|f| (f.label.clone(), f.start, f.end))
+                    .collect(),
+            ),
+            residue_annotations: annotations(
                 file.residue_annotation
                     .iter()
-                    .map(|r| {
-                        esm3_tokens::function::FunctionAnnotation::new(
-                            r.label.clone(),
-                            r.start,
-                            r.end,
-                        )
-                    })
-                    .collect()
-            }),
+                    .map(|r| (r.label.clone(), r.start, r.end))
+                    .collect(),
+            ),
             ..Default::default()
         };
         Ok(Prompt {
@@ -376,6 +252,158 @@ impl Prompt {
             Path::new("."),
         )
     }
+}
+
+/// The protein's length: `length`, else the sequence's, and both agreeing when both are given.
+fn prompt_length(file: &PromptFile) -> Result<usize, String> {
+    let seq_len = file.sequence.as_ref().map(|s| s.chars().count());
+    let length = match (file.length, seq_len) {
+        (Some(l), Some(s)) if l != s => {
+            return Err(format!("length = {l} but the sequence has {s} residues"))
+        }
+        (Some(l), _) => l,
+        (None, Some(s)) => s,
+        (None, None) => return Err("give `length` or a `sequence`".into()),
+    };
+    if length == 0 {
+        return Err("length must be at least 1".into());
+    }
+    if length > MAX_LENGTH {
+        return Err(format!(
+            "length {length} is beyond the model's limit of {MAX_LENGTH} residues"
+        ));
+    }
+    Ok(length)
+}
+
+/// Secondary structure and SASA of the protein's length, with only SS8 letters or `_`.
+fn check_per_residue_tracks(file: &PromptFile, length: usize) -> Result<(), String> {
+    let check_len = |what: &str, n: Option<usize>| match n {
+        Some(n) if n != length => Err(format!("{what} has {n} residues, expected {length}")),
+        _ => Ok(()),
+    };
+    check_len(
+        "secondary_structure",
+        file.secondary_structure.as_ref().map(|s| s.chars().count()),
+    )?;
+    check_len("sasa", file.sasa.as_ref().map(Vec::len))?;
+    if let Some(ss) = &file.secondary_structure {
+        if let Some((i, c)) = ss
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !"GHITEBSC_".contains(*c))
+        {
+            return Err(format!(
+                "secondary_structure: '{c}' at position {} is not one of GHITEBSC or _",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads each motif's residues from its file and places them at `at`: their coordinates into
+/// `coords`, their residues into `sequence` where `keep_sequence`; motifs may not overlap.
+fn place_motifs(
+    specs: &[MotifSpec],
+    base: &Path,
+    sequence: &mut [char],
+    coords: &mut [[Vec3; ATOM_TYPE_NUM]],
+) -> Result<Vec<PlacedMotif>, String> {
+    let length = sequence.len();
+    let mut motifs = Vec::new();
+    let mut taken = vec![None::<usize>; length];
+    for (k, m) in specs.iter().enumerate() {
+        let label = format!(
+            "motif {} ({} residues {})",
+            k + 1,
+            m.file.display(),
+            m.residues
+        );
+        let path = if m.file.is_absolute() {
+            m.file.clone()
+        } else {
+            base.join(&m.file)
+        };
+        let chain = read_chain(&path, m.chain.as_deref()).map_err(|e| format!("{label}: {e}"))?;
+        let (from, to) = parse_range(&m.residues)
+            .filter(|(a, b)| a <= b)
+            .ok_or_else(|| format!("{label}: residues must look like `10-25` or `12`"))?;
+        let picked: Vec<usize> = (0..chain.len())
+            .filter(|&i| (from..=to).contains(&chain.residue_index[i]))
+            .collect();
+        let expected = (to - from + 1) as usize;
+        if picked.len() != expected {
+            return Err(format!(
+                "{label}: chain {} has {} residues numbered {from}..{to}, expected {expected} (gaps or insertion codes)",
+                chain.chain_id,
+                picked.len()
+            ));
+        }
+        if m.at == 0 || m.at - 1 + picked.len() > length {
+            return Err(format!(
+                "{label}: placed at {} it would end at {}, outside the protein (length {length})",
+                m.at,
+                m.at as i64 - 1 + picked.len() as i64
+            ));
+        }
+        let positions: Vec<usize> = (m.at - 1..m.at - 1 + picked.len()).collect();
+        for (&pos, &src) in positions.iter().zip(&picked) {
+            if let Some(other) = taken[pos] {
+                return Err(format!(
+                    "{label} overlaps motif {} at position {}",
+                    other + 1,
+                    pos + 1
+                ));
+            }
+            taken[pos] = Some(k);
+            coords[pos] = chain.atom37[src];
+            if m.keep_sequence {
+                let aa = chain.sequence.chars().nth(src).unwrap_or('X');
+                if sequence[pos] != '_' && sequence[pos] != aa {
+                    return Err(format!(
+                        "{label}: the prompt sequence has {} at position {}, the motif has {aa}",
+                        sequence[pos],
+                        pos + 1
+                    ));
+                }
+                sequence[pos] = aa;
+            }
+        }
+        motifs.push(PlacedMotif {
+            label,
+            atom37: positions.iter().map(|&p| coords[p]).collect(),
+            positions,
+        });
+    }
+    Ok(motifs)
+}
+
+/// Function and residue-annotation spans inside 1..=length, residue annotations labelled.
+fn check_annotation_ranges(file: &PromptFile, length: usize) -> Result<(), String> {
+    for f in &file.function {
+        if f.start == 0 || f.start > f.end || f.end > length {
+            return Err(format!(
+                "function `{}` over {}-{} is outside the protein (1-{length})",
+                f.label, f.start, f.end
+            ));
+        }
+    }
+    for (k, r) in file.residue_annotation.iter().enumerate() {
+        if r.label.trim().is_empty() {
+            return Err(format!("residue_annotation {}: the label is empty", k + 1));
+        }
+        if r.start == 0 || r.start > r.end || r.end > length {
+            return Err(format!(
+                "residue_annotation {} `{}` over {}-{} is outside the protein (expected 1 <= start <= end <= {length})",
+                k + 1,
+                r.label,
+                r.start,
+                r.end
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Puts each motif back exactly as given: the generated structure is superposed onto the motif's
