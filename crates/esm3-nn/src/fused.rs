@@ -50,7 +50,7 @@ pub(crate) fn grad_for(
 }
 
 /// Whether the fused kernels take these operands: f32 on the CPU.
-fn takes(ts: &[&Tensor]) -> bool {
+pub(crate) fn takes(ts: &[&Tensor]) -> bool {
     ts.iter()
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }

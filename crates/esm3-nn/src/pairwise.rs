@@ -6,15 +6,10 @@
 //! pair-sized buffer: at 4 × 128 residues the pair tensors hold 4–8 M values each. Here each
 //! op reads its inputs once and its backward sums over pairs with contiguous row loops.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::fused::{f32_slice, grad_for};
-
-fn cpu_f32(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
-}
+use crate::fused::{f32_slice, grad_for, takes};
 
 /// `[B, L, C]` dims of a per-residue operand, `None` unless both agree.
 fn residue_dims(a: &Tensor, b: &Tensor) -> Option<(usize, usize, usize)> {
@@ -29,7 +24,7 @@ fn residue_dims(a: &Tensor, b: &Tensor) -> Option<(usize, usize, usize)> {
 /// candle form: `q.unsqueeze(1).broadcast_mul(k.unsqueeze(2))`), differentiable in both;
 /// `None` elsewhere.
 pub fn outer_product(q: &Tensor, k: &Tensor) -> Result<Option<Tensor>> {
-    if !cpu_f32(&[q, k]) || residue_dims(q, k).is_none() {
+    if !takes(&[q, k]) || residue_dims(q, k).is_none() {
         return Ok(None);
     }
     Ok(Some(
@@ -123,7 +118,7 @@ impl CustomOp2 for OuterProduct {
 /// `gelu_erf(p.broadcast_add(col.unsqueeze(1)).broadcast_sub(row.unsqueeze(2)))`),
 /// differentiable in all three; `None` elsewhere.
 pub fn pair_gelu(p: &Tensor, col: &Tensor, row: &Tensor) -> Result<Option<Tensor>> {
-    if !cpu_f32(&[p, col, row]) {
+    if !takes(&[p, col, row]) {
         return Ok(None);
     }
     let Some((b, l, c)) = residue_dims(col, row) else {
