@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 
 use candle_core::{DType, Device, Tensor};
-use esm3_test_support::reference_fixtures;
+use esm3_test_support::{max_diff, reference_fixtures};
 
 mod common;
 use common::{esm3, s};
@@ -60,16 +60,7 @@ fn structure_encoder_and_decoder_run_through_the_binary() {
                     "{model}/{case}: {name}"
                 );
             } else {
-                let diff = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_diff(a, b);
                 assert!(diff <= 1e-4, "{model}/{case}: {name} differs by {diff}");
             }
         }
