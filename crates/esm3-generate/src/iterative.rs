@@ -236,7 +236,48 @@ fn sample_batch<R: Rng>(
     assert_eq!(prompts.len(), configs.len(), "one config per prompt");
     let mut errors: Vec<Option<GenerationError>> = (0..prompts.len()).map(|_| None).collect();
     let mut work: Vec<ProteinTensor> = prompts.to_vec();
-    let mut totals = Vec::with_capacity(prompts.len());
+    let totals = prepare_prompts(&mut work, configs, &mut errors);
+    let max_steps = configs
+        .iter()
+        .zip(&errors)
+        .filter(|(_, e)| e.is_none())
+        .map(|(c, _)| c.num_steps)
+        .max()
+        .unwrap_or(0);
+
+    for t in 0..max_steps {
+        let active: Vec<usize> = (0..work.len())
+            .filter(|&i| errors[i].is_none() && t < configs[i].num_steps)
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let out = batch_logits(model, &work, padding)?;
+        for &i in &active {
+            let step = StepOf {
+                t,
+                total: totals[i],
+            };
+            if let Err(message) =
+                unmask_step(&out, i, &mut work[i], &configs[i], step, rngs.get(i))?
+            {
+                errors[i] = Some(prompt_err(i, message));
+            }
+        }
+        on_step(t + 1, max_steps);
+    }
+    Ok(keep_generated_tracks(work, prompts, errors, configs))
+}
+
+/// Validates each prompt (failures go to `errors`), drops structure tokens where coordinates
+/// condition instead, lowers `num_steps` to the positions there are to fill, and mocks the
+/// generated track where it is absent. Returns each prompt's number of positions to fill.
+fn prepare_prompts(
+    work: &mut [ProteinTensor],
+    configs: &mut [GenerationConfig],
+    errors: &mut [Option<GenerationError>],
+) -> Vec<usize> {
+    let mut totals = Vec::with_capacity(work.len());
     for (i, (p, c)) in work.iter_mut().zip(configs.iter_mut()).enumerate() {
         if let Err(m) = c.validate().and_then(|_| p.check_lengths().map(|_| ())) {
             errors[i] = Some(prompt_err(i, m));
@@ -260,105 +301,118 @@ fn sample_batch<R: Rng>(
         }
         totals.push(total);
     }
-    let max_steps = configs
-        .iter()
-        .zip(&errors)
-        .filter(|(_, e)| e.is_none())
-        .map(|(c, _)| c.num_steps)
-        .max()
-        .unwrap_or(0);
+    totals
+}
 
-    for t in 0..max_steps {
-        let active: Vec<usize> = (0..work.len())
-            .filter(|&i| errors[i].is_none() && t < configs[i].num_steps)
-            .collect();
-        if active.is_empty() {
-            break;
-        }
-        let out = batch_logits(model, &work, padding)?;
-        for &i in &active {
-            let config = &configs[i];
-            let track = config.track;
-            let n = work[i].len();
-            let temperature = if config.temperature_annealing {
-                annealed_temperature(t, config.num_steps, config.temperature)
-            } else {
-                config.temperature
-            };
-            let logits = track_logits(&out, track).get(i)?.narrow(0, 0, n)?;
-            // Candidates: masked positions between BOS and EOS.
-            let candidates: Vec<usize> = (1..n - 1)
-                .filter(|&p| work[i].is_masked(track, p))
-                .collect();
-            if candidates.is_empty() {
-                errors[i] = Some(prompt_err(
-                    i,
-                    format!("Cannot sample {} when input has no masks.", track.name()),
-                ));
-                continue;
-            }
-            let mut sampled: Vec<(usize, f32)> = Vec::with_capacity(candidates.len());
-            let mut function_ids = Vec::new();
-            let mut int_ids = Vec::new();
-            if track == Track::Function {
-                let l = logits.to_vec3::<f32>()?;
-                for &p in &candidates {
-                    let (ids, h) = sample_function_position(&l[p], temperature, config.top_p);
-                    function_ids.push(ids);
-                    sampled.push((p, h));
-                }
-            } else {
-                let l = logits.to_vec2::<f32>()?;
-                let width = l[0].len();
-                let ids = track.samplable_ids();
-                let invalid: std::collections::HashSet<i64> =
-                    config.invalid_ids.iter().copied().collect();
-                let valid: Vec<bool> = (0..width as i64)
-                    .map(|id| ids.contains(&id) && !invalid.contains(&id))
-                    .collect();
-                for &p in &candidates {
-                    let s = sample_position(&l[p], &valid, temperature, config.top_p, rngs.get(i));
-                    int_ids.push(s.id);
-                    sampled.push((p, s.entropy));
-                }
-            }
-            let k = positions_to_commit(
-                config.schedule,
-                t,
-                config.num_steps,
-                totals[i],
-                candidates.len(),
-            );
-            let chosen: Vec<usize> = match config.strategy {
-                Strategy::Entropy => {
-                    let mut order: Vec<usize> = (0..sampled.len()).collect();
-                    // Lowest entropy first; equal entropies keep position order.
-                    order.sort_by(|&a, &b| sampled[a].1.total_cmp(&sampled[b].1).then(a.cmp(&b)));
-                    order.truncate(k);
-                    order
-                }
-                Strategy::Random => {
-                    let mut order: Vec<usize> = (0..sampled.len()).collect();
-                    order.shuffle(rngs.get(i));
-                    order.truncate(k);
-                    order
-                }
-            };
-            for j in chosen {
-                let p = sampled[j].0;
-                match track {
-                    Track::Function => {
-                        work[i].function.as_mut().expect("mocked")[p] = function_ids[j]
-                    }
-                    _ => work[i].ids_mut(track).expect("mocked")[p] = int_ids[j],
-                }
-            }
-        }
-        on_step(t + 1, max_steps);
+/// Where one prompt stands: step `t` of its schedule, over `total` positions to fill.
+#[derive(Clone, Copy)]
+struct StepOf {
+    t: usize,
+    total: usize,
+}
+
+/// What one step drew at each candidate position.
+enum Draws {
+    Function(Vec<[i64; 8]>),
+    Ids(Vec<i64>),
+}
+
+/// One unmasking step of prompt `i` (row `i` of `out`): samples every masked position, then
+/// commits the schedule's share of them in the strategy's order. `Ok(Err(message))` is this
+/// prompt's own failure; `Err` fails the batch.
+fn unmask_step(
+    out: &Esm3Output,
+    i: usize,
+    prompt: &mut ProteinTensor,
+    config: &GenerationConfig,
+    step: StepOf,
+    rng: &mut impl Rng,
+) -> Result<Result<(), String>, GenerationError> {
+    let track = config.track;
+    let n = prompt.len();
+    let temperature = if config.temperature_annealing {
+        annealed_temperature(step.t, config.num_steps, config.temperature)
+    } else {
+        config.temperature
+    };
+    let logits = track_logits(out, track).get(i)?.narrow(0, 0, n)?;
+    // Candidates: masked positions between BOS and EOS.
+    let candidates: Vec<usize> = (1..n - 1).filter(|&p| prompt.is_masked(track, p)).collect();
+    if candidates.is_empty() {
+        return Ok(Err(format!(
+            "Cannot sample {} when input has no masks.",
+            track.name()
+        )));
     }
+    let mut entropies = Vec::with_capacity(candidates.len());
+    let draws = if track == Track::Function {
+        let l = logits.to_vec3::<f32>()?;
+        let mut ids = Vec::with_capacity(candidates.len());
+        for &p in &candidates {
+            let (id, h) = sample_function_position(&l[p], temperature, config.top_p);
+            ids.push(id);
+            entropies.push(h);
+        }
+        Draws::Function(ids)
+    } else {
+        let l = logits.to_vec2::<f32>()?;
+        let valid = valid_ids(track, config, l[0].len());
+        let mut ids = Vec::with_capacity(candidates.len());
+        for &p in &candidates {
+            let s = sample_position(&l[p], &valid, temperature, config.top_p, rng);
+            ids.push(s.id);
+            entropies.push(s.entropy);
+        }
+        Draws::Ids(ids)
+    };
+    let k = positions_to_commit(
+        config.schedule,
+        step.t,
+        config.num_steps,
+        step.total,
+        candidates.len(),
+    );
+    for j in commit_order(config.strategy, &entropies, k, rng) {
+        let p = candidates[j];
+        match &draws {
+            Draws::Function(ids) => prompt.function.as_mut().expect("mocked")[p] = ids[j],
+            Draws::Ids(ids) => prompt.ids_mut(track).expect("mocked")[p] = ids[j],
+        }
+    }
+    Ok(Ok(()))
+}
 
-    Ok(work
-        .into_iter()
+/// Per vocabulary id of a `width`-wide head: whether the track may sample it under `config`.
+fn valid_ids(track: Track, config: &GenerationConfig, width: usize) -> Vec<bool> {
+    let ids = track.samplable_ids();
+    let invalid: std::collections::HashSet<i64> = config.invalid_ids.iter().copied().collect();
+    (0..width as i64)
+        .map(|id| ids.contains(&id) && !invalid.contains(&id))
+        .collect()
+}
+
+/// The `k` candidates (indices into `entropies`) to commit this step.
+fn commit_order(strategy: Strategy, entropies: &[f32], k: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..entropies.len()).collect();
+    match strategy {
+        // Lowest entropy first; equal entropies keep position order.
+        Strategy::Entropy => {
+            order.sort_by(|&a, &b| entropies[a].total_cmp(&entropies[b]).then(a.cmp(&b)))
+        }
+        Strategy::Random => order.shuffle(rng),
+    }
+    order.truncate(k);
+    order
+}
+
+/// Each result: the prompt as given with only the generated track replaced, or its error.
+fn keep_generated_tracks(
+    work: Vec<ProteinTensor>,
+    prompts: &[ProteinTensor],
+    errors: Vec<Option<GenerationError>>,
+    configs: &[GenerationConfig],
+) -> Vec<Result<ProteinTensor, GenerationError>> {
+    work.into_iter()
         .zip(prompts)
         .zip(errors)
         .zip(configs.iter())
@@ -366,7 +420,6 @@ fn sample_batch<R: Rng>(
             if let Some(e) = err {
                 return Err(e);
             }
-            // Keep only the generated track; every other track comes back as given.
             let mut result = original.clone();
             match config.track {
                 Track::Function => result.function = out.function,
@@ -374,5 +427,5 @@ fn sample_batch<R: Rng>(
             }
             Ok(result)
         })
-        .collect())
+        .collect()
 }

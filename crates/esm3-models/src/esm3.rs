@@ -7,13 +7,15 @@ use esm3_nn::linear::{linear, Linear};
 use esm3_nn::{
     AttentionContext, BlockConfig, FfnKind, GeometryContext, RegressionHead, TransformerStack,
 };
-use esm3_protein::Vec3;
-use esm3_tokens::sequence as seq_vocab;
 
-use crate::array::{expect_shape, HostArray};
+use crate::array::HostArray;
 use crate::config::Esm3Config;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::schema::vocab;
+
+mod input;
+pub use input::Esm3Input;
+use input::Prepared;
 
 /// Structure-track special ids (spec §1.2).
 pub mod structure_ids {
@@ -22,34 +24,6 @@ pub mod structure_ids {
     pub const BOS: i64 = 4098;
     pub const PAD: i64 = 4099;
     pub const CHAINBREAK: i64 = 4100;
-}
-
-/// Inputs named like the reference `ESM3.forward` arguments. Any subset may be given; missing
-/// ones are defaulted exactly as the reference does (spec §1.9a).
-#[derive(Clone, Debug, Default)]
-pub struct Esm3Input {
-    /// `[B, L]` sequence ids (0..64).
-    pub sequence_tokens: Option<HostArray<i64>>,
-    /// `[B, L]` structure ids (0..4101, −1 = mask).
-    pub structure_tokens: Option<HostArray<i64>>,
-    /// `[B, L]` SS8 ids (0..11).
-    pub ss8_tokens: Option<HostArray<i64>>,
-    /// `[B, L]` SASA ids (0..19).
-    pub sasa_tokens: Option<HostArray<i64>>,
-    /// `[B, L, 8]` function ids (0..260).
-    pub function_tokens: Option<HostArray<i64>>,
-    /// `[B, L, 16]` residue-annotation ids (0..1478), 0 = empty slot.
-    pub residue_annotation_tokens: Option<HostArray<i64>>,
-    /// `[B, L]` average pLDDT in 0..1, or 1 in either dimension to broadcast (default 1.0).
-    pub average_plddt: Option<HostArray<f32>>,
-    /// `[B, L]` per-residue pLDDT in 0..1 (default 0.0).
-    pub per_res_plddt: Option<HostArray<f32>>,
-    /// `[B, L, A, 3]` with A ≥ 3 (N, CA, C first: atom3, atom14 or atom37), Å; NaN = missing.
-    pub structure_coords: Option<HostArray<f32>>,
-    /// `[B, L]` chain ids; geometric attention never crosses chains (default: all 0).
-    pub chain_id: Option<HostArray<i64>>,
-    /// `[B, L]` sequence ids; attention only within equal ids (default: no masking).
-    pub sequence_id: Option<HostArray<i64>>,
 }
 
 /// Outputs named like the reference `ESMOutput`.
@@ -302,222 +276,6 @@ pub enum Esm3Head {
     Sasa,
     Function,
     Residue,
-}
-
-/// Inputs with every default filled in, ids validated and the structure track overwritten
-/// from the sequence's special tokens, all on the host.
-struct Prepared {
-    batch: usize,
-    len: usize,
-    sequence: HostArray<i64>,
-    structure: HostArray<i64>,
-    ss8: HostArray<i64>,
-    sasa: HostArray<i64>,
-    function: HostArray<i64>,
-    residue: HostArray<i64>,
-    average_plddt: HostArray<f32>,
-    per_res_plddt: HostArray<f32>,
-    backbone: Vec<[Vec3; 3]>,
-    chain_id: Vec<i64>,
-    sequence_id: Option<HostArray<i64>>,
-}
-
-impl Prepared {
-    fn new(input: &Esm3Input) -> Result<Self> {
-        // B and L come from the first track given, in the reference's order.
-        let (batch, len) = [
-            input.sequence_tokens.as_ref().map(|a| &a.shape),
-            input.structure_tokens.as_ref().map(|a| &a.shape),
-            input.ss8_tokens.as_ref().map(|a| &a.shape),
-            input.sasa_tokens.as_ref().map(|a| &a.shape),
-            input.structure_coords.as_ref().map(|a| &a.shape),
-            input.function_tokens.as_ref().map(|a| &a.shape),
-            input.residue_annotation_tokens.as_ref().map(|a| &a.shape),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|s| (s.len() >= 2).then(|| (s[0], s[1])))
-        .ok_or_else(|| {
-            ModelError::Input(
-                "no input track given: need at least one of sequence_tokens, structure_tokens, \
-                 ss8_tokens, sasa_tokens, structure_coords, function_tokens, \
-                 residue_annotation_tokens (each [B, L, ...])"
-                    .into(),
-            )
-        })?;
-        if batch == 0 || len == 0 {
-            return Err(ModelError::Input(format!(
-                "empty input: batch {batch}, length {len}"
-            )));
-        }
-        let bl = [Some(batch), Some(len)];
-        let token_track = |name: &str,
-                           given: &Option<HostArray<i64>>,
-                           default: i64,
-                           limit: i64,
-                           what: &str|
-         -> Result<HostArray<i64>> {
-            match given {
-                Some(a) => {
-                    expect_shape(name, &a.shape, &bl)?;
-                    a.check_range(name, limit, what)?;
-                    Ok(a.clone())
-                }
-                None => Ok(HostArray::filled(vec![batch, len], default)),
-            }
-        };
-        let sequence = token_track(
-            "sequence_tokens",
-            &input.sequence_tokens,
-            seq_vocab::MASK as i64,
-            vocab::SEQUENCE as i64,
-            "sequence ids",
-        )?;
-        let ss8 = token_track(
-            "ss8_tokens",
-            &input.ss8_tokens,
-            0,
-            vocab::SS8 as i64,
-            "SS8 ids",
-        )?;
-        let sasa = token_track(
-            "sasa_tokens",
-            &input.sasa_tokens,
-            0,
-            vocab::SASA as i64,
-            "SASA ids",
-        )?;
-
-        let mut structure = match &input.structure_tokens {
-            Some(a) => {
-                expect_shape("structure_tokens", &a.shape, &bl)?;
-                let mut a = a.clone();
-                for v in a.data.iter_mut() {
-                    if *v == -1 {
-                        *v = structure_ids::MASK;
-                    }
-                }
-                a.check_range(
-                    "structure_tokens",
-                    vocab::STRUCTURE_EMBED as i64,
-                    "structure ids (or -1 for mask)",
-                )?;
-                a
-            }
-            None => HostArray::filled(vec![batch, len], structure_ids::MASK),
-        };
-        for (s, &q) in structure.data.iter_mut().zip(&sequence.data) {
-            match q as u32 {
-                seq_vocab::BOS => *s = structure_ids::BOS,
-                seq_vocab::PAD => *s = structure_ids::PAD,
-                seq_vocab::EOS => *s = structure_ids::EOS,
-                seq_vocab::CHAINBREAK => *s = structure_ids::CHAINBREAK,
-                _ => {}
-            }
-        }
-
-        let deep_track = |name: &str,
-                          given: &Option<HostArray<i64>>,
-                          depth: usize,
-                          limit: usize,
-                          what: &str|
-         -> Result<HostArray<i64>> {
-            match given {
-                Some(a) => {
-                    expect_shape(name, &a.shape, &[Some(batch), Some(len), Some(depth)])?;
-                    a.check_range(name, limit as i64, what)?;
-                    Ok(a.clone())
-                }
-                None => Ok(HostArray::filled(vec![batch, len, depth], 0)),
-            }
-        };
-        let function = deep_track(
-            "function_tokens",
-            &input.function_tokens,
-            vocab::FUNCTION_DEPTH,
-            vocab::FUNCTION,
-            "function ids",
-        )?;
-        let residue = deep_track(
-            "residue_annotation_tokens",
-            &input.residue_annotation_tokens,
-            vocab::RESIDUE_SLOTS,
-            vocab::RESIDUE,
-            "residue-annotation ids",
-        )?;
-
-        let average_plddt = match &input.average_plddt {
-            Some(a) => {
-                let fits = |dim: usize, full: usize| dim == full || dim == 1;
-                if a.shape.len() != 2 || !fits(a.shape[0], batch) || !fits(a.shape[1], len) {
-                    return Err(ModelError::Input(format!(
-                        "`average_plddt` has shape {:?}, expected [{batch}, {len}] (or 1 in either \
-                         place to broadcast)",
-                        a.shape
-                    )));
-                }
-                a.clone()
-            }
-            None => HostArray::filled(vec![1, len], 1.0),
-        };
-        let per_res_plddt = match &input.per_res_plddt {
-            Some(a) => {
-                expect_shape("per_res_plddt", &a.shape, &bl)?;
-                a.clone()
-            }
-            None => HostArray::filled(vec![batch, len], 0.0),
-        };
-        let backbone = match &input.structure_coords {
-            Some(a) => {
-                if a.shape.len() != 4
-                    || a.shape[0] != batch
-                    || a.shape[1] != len
-                    || a.shape[2] < 3
-                    || a.shape[3] != 3
-                {
-                    return Err(ModelError::Input(format!(
-                        "`structure_coords` has shape {:?}, expected [{batch}, {len}, A, 3] with A ≥ 3 atoms (N, CA, C first; atom37 or atom3)",
-                        a.shape
-                    )));
-                }
-                let atoms = a.shape[2];
-                a.data
-                    .chunks_exact(atoms * 3)
-                    .map(|r| [[r[0], r[1], r[2]], [r[3], r[4], r[5]], [r[6], r[7], r[8]]])
-                    .collect()
-            }
-            None => vec![[[f32::NAN; 3]; 3]; batch * len],
-        };
-        let chain_id = match &input.chain_id {
-            Some(a) => {
-                expect_shape("chain_id", &a.shape, &bl)?;
-                a.data.clone()
-            }
-            None => vec![0; batch * len],
-        };
-        let sequence_id = match &input.sequence_id {
-            Some(a) => {
-                expect_shape("sequence_id", &a.shape, &bl)?;
-                Some(a.clone())
-            }
-            None => None,
-        };
-        Ok(Self {
-            batch,
-            len,
-            sequence,
-            structure,
-            ss8,
-            sasa,
-            function,
-            residue,
-            average_plddt,
-            per_res_plddt,
-            backbone,
-            chain_id,
-            sequence_id,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -202,17 +202,12 @@ impl ProteinChain {
             return vec![(self.clone(), 0..letters.len())];
         }
         let mut out = Vec::new();
-        let mut start = 0;
-        for end in (0..=letters.len()).filter(|&i| i == letters.len() || letters[i] == CHAIN_BREAK)
-        {
-            if end > start {
-                let mut chain = self.select(start..end);
-                chain.chain_id = chain_letter(out.len());
-                chain.residue_index = (1..=(end - start) as i32).collect();
-                chain.insertion_code = vec![' '; end - start];
-                out.push((chain, start..end));
-            }
-            start = end + 1;
+        for range in chain_ranges(&self.sequence) {
+            let mut chain = self.select(range.clone());
+            chain.chain_id = chain_letter(out.len());
+            chain.residue_index = (1..=range.len() as i32).collect();
+            chain.insertion_code = vec![' '; range.len()];
+            out.push((chain, range));
         }
         out
     }
@@ -242,6 +237,21 @@ impl ProteinChain {
 
 /// Between the chains of a complex in one sequence (the reference's `chain_break_token`).
 pub const CHAIN_BREAK: char = '|';
+
+/// The positions (0-based, in letters) of each chain of `AAA|BBB`, in order; break positions
+/// and empty chains are in none.
+pub fn chain_ranges(sequence: &str) -> Vec<Range<usize>> {
+    let letters: Vec<char> = sequence.chars().collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in (0..=letters.len()).filter(|&i| i == letters.len() || letters[i] == CHAIN_BREAK) {
+        if end > start {
+            out.push(start..end);
+        }
+        start = end + 1;
+    }
+    out
+}
 
 /// A, B, …, Z, then a, …, z, then 0–9: PDB's one-column chain ids in the usual order.
 pub fn chain_letter(k: usize) -> String {

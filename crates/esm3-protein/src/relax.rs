@@ -321,6 +321,45 @@ pub fn relax_atom37(
     (out, report)
 }
 
+/// `fixed` (0-based over a whole sequence) as positions within `range` of it.
+pub fn fixed_within(fixed: &[usize], range: &std::ops::Range<usize>) -> Vec<usize> {
+    fixed
+        .iter()
+        .filter(|&&i| range.contains(&i))
+        .map(|&i| i - range.start)
+        .collect()
+}
+
+/// [`relax_atom37`] on each chain of `AAA|BBB` alone (no bonds across a break), residues in
+/// `fixed` (0-based over the whole sequence) kept; break positions come back unchanged.
+/// Returns the atoms and each chain's positions with its report.
+pub fn relax_chains(
+    atom37: &[[Vec3; ATOM_TYPE_NUM]],
+    sequence: &str,
+    fixed: &[usize],
+    options: &RelaxOptions,
+) -> (
+    Vec<[Vec3; ATOM_TYPE_NUM]>,
+    Vec<(std::ops::Range<usize>, RelaxReport)>,
+) {
+    let letters: Vec<char> = sequence.chars().collect();
+    assert_eq!(
+        letters.len(),
+        atom37.len(),
+        "one sequence letter per residue"
+    );
+    let mut out = atom37.to_vec();
+    let mut reports = Vec::new();
+    for range in crate::chain::chain_ranges(sequence) {
+        let chain: String = letters[range.clone()].iter().collect();
+        let local = fixed_within(fixed, &range);
+        let (relaxed, report) = relax_atom37(&atom37[range.clone()], &chain, &local, options);
+        out[range.clone()].copy_from_slice(&relaxed);
+        reports.push((range, report));
+    }
+    (out, reports)
+}
+
 fn to_f64(p: Vec3) -> [f64; 3] {
     [p[0] as f64, p[1] as f64, p[2] as f64]
 }
@@ -677,6 +716,53 @@ mod tests {
             }
         }
         (s / (3 * a.len()) as f64).sqrt()
+    }
+
+    #[test]
+    fn chains_relax_alone_and_breaks_stay() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/structures/biopython/1A8O.cif.gz");
+        let chain = crate::io::read_chain(&path, None).unwrap();
+        let noisy_atoms = |seed: u64| -> Vec<[Vec3; ATOM_TYPE_NUM]> {
+            let bb = noisy(&chain.backbone(), 0.3, seed);
+            let mut atoms = chain.atom37.clone();
+            for (a, b) in atoms.iter_mut().zip(&bb) {
+                a[N] = b[0];
+                a[CA] = b[1];
+                a[C] = b[2];
+            }
+            atoms
+        };
+        let (first, second) = (noisy_atoms(1), noisy_atoms(2));
+        let break_row = [[f32::NAN; 3]; ATOM_TYPE_NUM];
+        let mut joined = first.clone();
+        joined.push(break_row);
+        joined.extend_from_slice(&second);
+        let sequence = format!("{}|{}", chain.sequence, chain.sequence);
+        let n = first.len();
+        let fixed = [2, n + 1 + 5];
+        let options = RelaxOptions::default();
+        let (out, reports) = relax_chains(&joined, &sequence, &fixed, &options);
+        let (alone1, _) = relax_atom37(&first, &chain.sequence, &[2], &options);
+        let (alone2, _) = relax_atom37(&second, &chain.sequence, &[5], &options);
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].0, 0..n);
+        assert_eq!(reports[1].0, n + 1..2 * n + 1);
+        let same = |a: &[[Vec3; ATOM_TYPE_NUM]], b: &[[Vec3; ATOM_TYPE_NUM]]| {
+            a.iter()
+                .flatten()
+                .flatten()
+                .zip(b.iter().flatten().flatten())
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        };
+        assert!(same(&out[..n], &alone1));
+        assert!(same(&out[n + 1..], &alone2));
+        assert!(out[n].iter().flatten().all(|v| v.is_nan()));
+        assert!(
+            same(&out[2..3], &first[2..3]),
+            "a fixed residue keeps its atoms"
+        );
+        assert_eq!(fixed_within(&fixed, &(n + 1..2 * n + 1)), vec![5]);
     }
 
     #[test]

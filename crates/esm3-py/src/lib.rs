@@ -804,6 +804,41 @@ fn relax_backbone<'py>(
     fixed: Vec<usize>,
 ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyDict>)> {
     let atoms = coordinates_from_py(coordinates)?;
+    check_relax_input(&atoms, sequence, &fixed)?;
+    let (relaxed, report) =
+        py.detach(|| relax_atom37(&atoms, sequence, &fixed, &RelaxOptions::default()));
+    let info = PyDict::new(py);
+    info.set_item("rmsd", report.rmsd)?;
+    info.set_item("max_displacement", report.max_displacement)?;
+    info.set_item("stages", report.stages)?;
+    info.set_item("iterations", report.iterations)?;
+    info.set_item("valid", report.after.valid())?;
+    info.set_item("ca_ca_in_range", report.after.ca_ca_in_range)?;
+    info.set_item("ca_clashes", report.after.ca_clashes)?;
+    Ok((atoms_to_numpy(py, &relaxed)?, info))
+}
+
+/// Relaxes each chain of `AAA|BBB` alone (no bonds across a break) as `esm3 generate` does
+/// before writing a design; residues in `fixed` (0-based over the whole sequence) keep their
+/// atoms. Returns the new atom37 coordinates.
+#[pyfunction]
+#[pyo3(signature = (coordinates, sequence, fixed = Vec::new()))]
+fn relax_chains<'py>(
+    py: Python<'py>,
+    coordinates: PyReadonlyArray3<'py, f32>,
+    sequence: &str,
+    fixed: Vec<usize>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let atoms = coordinates_from_py(coordinates)?;
+    check_relax_input(&atoms, sequence, &fixed)?;
+    let (relaxed, _) = py.detach(|| {
+        esm3_protein::relax::relax_chains(&atoms, sequence, &fixed, &RelaxOptions::default())
+    });
+    atoms_to_numpy(py, &relaxed)
+}
+
+/// One sequence letter per residue, every fixed residue inside the chain.
+fn check_relax_input<T>(atoms: &[T], sequence: &str, fixed: &[usize]) -> PyResult<()> {
     if atoms.len() != sequence.chars().count() {
         return Err(PyValueError::new_err(format!(
             "coordinates have {} residues, the sequence {}",
@@ -817,17 +852,7 @@ fn relax_backbone<'py>(
             atoms.len()
         )));
     }
-    let (relaxed, report) =
-        py.detach(|| relax_atom37(&atoms, sequence, &fixed, &RelaxOptions::default()));
-    let info = PyDict::new(py);
-    info.set_item("rmsd", report.rmsd)?;
-    info.set_item("max_displacement", report.max_displacement)?;
-    info.set_item("stages", report.stages)?;
-    info.set_item("iterations", report.iterations)?;
-    info.set_item("valid", report.after.valid())?;
-    info.set_item("ca_ca_in_range", report.after.ca_ca_in_range)?;
-    info.set_item("ca_clashes", report.after.ca_clashes)?;
-    Ok((atoms_to_numpy(py, &relaxed)?, info))
+    Ok(())
 }
 
 /// Reads a PDB/mmCIF file (plain or .gz): the chain `chain_id` (author id) or the first
@@ -980,6 +1005,7 @@ fn preset_plan(kind: &str, length: usize, tracks: Vec<String>) -> PyResult<Vec<S
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(relax_backbone, m)?)?;
+    m.add_function(wrap_pyfunction!(relax_chains, m)?)?;
     m.add_function(wrap_pyfunction!(read_chain, m)?)?;
     m.add_function(wrap_pyfunction!(write_pdb, m)?)?;
     m.add_function(wrap_pyfunction!(preset_plan, m)?)?;

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 
 use esm3_data::ChainRecord;
+use esm3_generate::pipeline::restrict_to_codebook;
+use esm3_generate::{iterative_sampling, GenerationConfig, PaddingAttention, ProteinTensor};
 use esm3_models::esm3::structure_ids;
 use esm3_models::structure_decoder::{DecodedStructure, StructureTokenDecoder};
 use esm3_models::structure_encoder::StructureTokenEncoder;
@@ -21,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::training_protein;
-use crate::eval::{evaluate_trunk, fold_iterative};
+use crate::eval::{evaluate_trunk, TrunkReport};
 use crate::Result;
 
 type Vec3 = [f32; 3];
@@ -145,6 +147,40 @@ pub struct EvalOptions {
     pub fold_steps: usize,
 }
 
+/// Structure codes for `sequence` (one per residue), generated as `esm3 fold` generates them: the
+/// pipeline's iterative unmasking with [`GenerationConfig::folding`] (entropy order, temperature 0)
+/// over `steps` steps, sampling only the `n_codes` codes the decoder knows.
+fn fold_codes(model: &Esm3, sequence: &str, n_codes: usize, steps: usize) -> Result<Vec<i64>> {
+    let ids = esm3_tokens::sequence::SequenceTokenizer::lenient()
+        .encode(sequence)
+        .map_err(|e| crate::TrainError::Msg(e.to_string()))?;
+    let mut prompt = ProteinTensor::empty(ids.len() - 2);
+    prompt.sequence = Some(ids.iter().map(|&i| i64::from(i)).collect());
+    let mut config = GenerationConfig {
+        num_steps: steps,
+        ..GenerationConfig::folding()
+    };
+    restrict_to_codebook(&mut config, n_codes);
+    // Temperature 0: the generator is never drawn from, but the sampler takes one.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let failed = |e: esm3_generate::GenerationError| crate::TrainError::Msg(e.to_string());
+    let mut folded = iterative_sampling(
+        model,
+        &[prompt],
+        &mut [config],
+        PaddingAttention::Masked,
+        &mut rng,
+        |_, _| {},
+    )
+    .map_err(failed)?;
+    let folded = folded
+        .pop()
+        .expect("one prompt, one result")
+        .map_err(failed)?;
+    let structure = folded.structure.expect("the generated track is present");
+    Ok(structure[1..structure.len() - 1].to_vec())
+}
+
 /// Every metric on `records`; `progress` is called once per chain.
 pub fn evaluate_split(
     models: &CardModels,
@@ -154,133 +190,177 @@ pub fn evaluate_split(
     options: EvalOptions,
     progress: &dyn Fn(),
 ) -> Result<SplitReport> {
-    let EvalOptions {
-        max_len,
-        seed,
-        fold_steps,
-    } = options;
-    let cut = |r: &ChainRecord| -> ChainRecord {
-        let n = r.len().min(max_len);
-        let mut c = r.clone();
-        c.sequence = r.sequence.chars().take(n).collect();
-        c.ss8 = r.ss8.as_ref().map(|s| s.chars().take(n).collect());
-        c.sasa = r.sasa.as_ref().map(|s| s[..n].to_vec());
-        c.backbone = r.backbone.as_ref().map(|b| b[..n].to_vec());
-        c.structure_tokens = r.structure_tokens.as_ref().map(|t| t[..n].to_vec());
-        c
-    };
-    let records: Vec<ChainRecord> = records.iter().map(cut).collect();
+    let records: Vec<ChainRecord> = records
+        .iter()
+        .map(|r| truncated(r, options.max_len))
+        .collect();
     let proteins: Vec<_> = records.iter().map(training_protein).collect();
-    let trunk = evaluate_trunk(models.esm3, &proteins, max_len + 2, 8, seed)?;
+    let trunk = evaluate_trunk(models.esm3, &proteins, options.max_len + 2, 8, options.seed)?;
+    let majority = BaselineScores::tally(baselines, &records);
+    let structure = StructureScores::measure(models, &records, options, progress)?;
+    Ok(SplitReport {
+        split: split.to_string(),
+        chains: records.len(),
+        chains_with_structure: structure.fold_n,
+        metrics: card_metrics(&trunk, &majority, &structure, options.fold_steps),
+    })
+}
 
-    // Baselines on every labelled residue of the split.
-    let (mut uni_nll, mut uni_n) = (0.0, 0usize);
-    let (mut ss8_hit, mut ss8_n) = (0usize, 0usize);
-    let (mut aa_hit, mut aa_n) = (0usize, 0usize);
-    let (mut code_hit, mut code_n) = (0usize, 0usize);
-    for r in &records {
-        for c in r.sequence.chars() {
-            if let Some(p) = baselines.residue_freq.get(&c) {
-                uni_nll -= p.ln();
-                uni_n += 1;
-            }
-        }
-        if let Some(s) = &r.ss8 {
-            for c in s.chars().filter(|c| "GHITEBSC".contains(*c)) {
-                ss8_n += 1;
-                ss8_hit += usize::from(c == baselines.majority_ss8);
-            }
-        }
-        if let (Some(t), Some(bb)) = (&r.structure_tokens, &r.backbone) {
-            for (i, c) in r.sequence.chars().enumerate() {
-                if "ACDEFGHIKLMNPQRSTVWY".contains(c)
-                    && bb[i].iter().flatten().all(|v| v.is_finite())
-                {
-                    aa_n += 1;
-                    aa_hit += usize::from(c == baselines.majority_residue);
+/// `r` cut to its first `max_len` residues, every track alike.
+fn truncated(r: &ChainRecord, max_len: usize) -> ChainRecord {
+    let n = r.len().min(max_len);
+    let mut c = r.clone();
+    c.sequence = r.sequence.chars().take(n).collect();
+    c.ss8 = r.ss8.as_ref().map(|s| s.chars().take(n).collect());
+    c.sasa = r.sasa.as_ref().map(|s| s[..n].to_vec());
+    c.backbone = r.backbone.as_ref().map(|b| b[..n].to_vec());
+    c.structure_tokens = r.structure_tokens.as_ref().map(|t| t[..n].to_vec());
+    c
+}
+
+/// The model-free baselines, scored on every labelled residue of a split.
+#[derive(Default)]
+struct BaselineScores {
+    unigram_nll: f64,
+    unigram_n: usize,
+    ss8_hit: usize,
+    ss8_n: usize,
+    residue_hit: usize,
+    residue_n: usize,
+    code_hit: usize,
+    code_n: usize,
+}
+
+impl BaselineScores {
+    fn tally(baselines: &Baselines, records: &[ChainRecord]) -> Self {
+        let mut s = Self::default();
+        for r in records {
+            for c in r.sequence.chars() {
+                if let Some(p) = baselines.residue_freq.get(&c) {
+                    s.unigram_nll -= p.ln();
+                    s.unigram_n += 1;
                 }
             }
-            for &c in t.iter().filter(|&&c| (0..structure_ids::MASK).contains(&c)) {
-                code_n += 1;
-                code_hit += usize::from(c == baselines.majority_code);
+            if let Some(ss8) = &r.ss8 {
+                for c in ss8.chars().filter(|c| "GHITEBSC".contains(*c)) {
+                    s.ss8_n += 1;
+                    s.ss8_hit += usize::from(c == baselines.majority_ss8);
+                }
+            }
+            if let (Some(t), Some(bb)) = (&r.structure_tokens, &r.backbone) {
+                for (i, c) in r.sequence.chars().enumerate() {
+                    if "ACDEFGHIKLMNPQRSTVWY".contains(c)
+                        && bb[i].iter().flatten().all(|v| v.is_finite())
+                    {
+                        s.residue_n += 1;
+                        s.residue_hit += usize::from(c == baselines.majority_residue);
+                    }
+                }
+                for &c in t.iter().filter(|&&c| (0..structure_ids::MASK).contains(&c)) {
+                    s.code_n += 1;
+                    s.code_hit += usize::from(c == baselines.majority_code);
+                }
             }
         }
+        s
     }
+}
 
-    // Structure: VQ-VAE round trip and folding from sequence alone.
-    let (mut rec_rmsd, mut rec_lddt, mut rec_n, mut helix_rmsd) = (0.0, 0.0, 0usize, 0.0);
-    let (mut fold_lddt, mut fold_tm, mut helix_lddt, mut helix_tm, mut fold_n) =
-        (0.0, 0.0, 0.0, 0.0, 0usize);
-    // Whether the decoder's pTM head tells real token sequences from noise: its pTM on each
-    // chain's true tokens against uniformly random tokens of the same length.
-    let (mut true_ptm, mut random_ptm) = (0.0, 0.0);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let decode_full = |codes: &[i64]| -> Result<DecodedStructure> {
-        let mut t = Vec::with_capacity(codes.len() + 2);
-        t.push(structure_ids::BOS);
-        t.extend_from_slice(codes);
-        t.push(structure_ids::EOS);
-        Ok(models.decoder.decode_structure(&t)?)
-    };
-    let ca = |d: &DecodedStructure| -> Vec<Vec3> { d.atom37.iter().map(|a| a[1]).collect() };
-    let decode = |codes: &[i64]| -> Result<Vec<Vec3>> { Ok(ca(&decode_full(codes)?)) };
-    for r in &records {
-        progress();
-        let Some(bb) = &r.backbone else { continue };
-        let (truth, ok) = ca_trace(bb);
-        if ok.iter().filter(|&&m| m).count() < 10 {
-            continue;
-        }
-        let mut coords = Vec::with_capacity(bb.len() * 9);
-        for res in bb {
-            for atom in res {
-                coords.extend_from_slice(atom);
+/// Sums over the chains with structure: the VQ-VAE round trip, folding from sequence alone, the
+/// ideal-helix baseline, and the decoder's pTM on true against uniformly random tokens (whether
+/// its pTM head tells real token sequences from noise).
+#[derive(Default)]
+struct StructureScores {
+    rec_rmsd: f64,
+    rec_lddt: f64,
+    rec_n: usize,
+    helix_rmsd: f64,
+    fold_lddt: f64,
+    fold_tm: f64,
+    helix_lddt: f64,
+    helix_tm: f64,
+    fold_n: usize,
+    true_ptm: f64,
+    random_ptm: f64,
+}
+
+impl StructureScores {
+    fn measure(
+        models: &CardModels,
+        records: &[ChainRecord],
+        options: EvalOptions,
+        progress: &dyn Fn(),
+    ) -> Result<Self> {
+        let mut s = Self::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let decode_full = |codes: &[i64]| -> Result<DecodedStructure> {
+            let mut t = Vec::with_capacity(codes.len() + 2);
+            t.push(structure_ids::BOS);
+            t.extend_from_slice(codes);
+            t.push(structure_ids::EOS);
+            Ok(models.decoder.decode_structure(&t)?)
+        };
+        let ca = |d: &DecodedStructure| -> Vec<Vec3> { d.atom37.iter().map(|a| a[1]).collect() };
+        for r in records {
+            progress();
+            let Some(bb) = &r.backbone else { continue };
+            let (truth, ok) = ca_trace(bb);
+            if ok.iter().filter(|&&m| m).count() < 10 {
+                continue;
             }
+            let coords: Vec<f32> = bb.iter().flatten().flatten().copied().collect();
+            let codes = models
+                .encoder
+                .encode(&HostArray::new(vec![bb.len(), 3, 3], coords), None)?;
+            let decoded = decode_full(&codes)?;
+            let random: Vec<i64> = (0..codes.len())
+                .map(|_| rng.random_range(0..models.n_codes as i64))
+                .collect();
+            let recon = ca(&decoded);
+            if let Some((rmsd, _)) = superposed_rmsd(&recon, &truth, Some(&ok)) {
+                s.true_ptm += f64::from(decoded.ptm);
+                s.random_ptm += f64::from(decode_full(&random)?.ptm);
+                s.rec_rmsd += rmsd;
+                s.rec_lddt += lddt(&recon, &truth, &ok, LDDT_CUTOFF).global;
+                s.rec_n += 1;
+                s.helix_rmsd += superposed_rmsd(&ideal_helix_ca(truth.len()), &truth, Some(&ok))
+                    .map_or(f64::NAN, |(r, _)| r);
+            }
+            let folded_codes =
+                fold_codes(models.esm3, &r.sequence, models.n_codes, options.fold_steps)?;
+            let folded = ca(&decode_full(&folded_codes)?);
+            let (l, tm) = compare(&folded, &truth, &ok);
+            let (hl, htm) = compare(&ideal_helix_ca(truth.len()), &truth, &ok);
+            s.fold_lddt += l;
+            s.fold_tm += tm;
+            s.helix_lddt += hl;
+            s.helix_tm += htm;
+            s.fold_n += 1;
         }
-        let codes = models
-            .encoder
-            .encode(&HostArray::new(vec![bb.len(), 3, 3], coords), None)?;
-        let decoded = decode_full(&codes)?;
-        let random: Vec<i64> = (0..codes.len())
-            .map(|_| rng.random_range(0..models.n_codes as i64))
-            .collect();
-        let recon = ca(&decoded);
-        if let Some((rmsd, _)) = superposed_rmsd(&recon, &truth, Some(&ok)) {
-            true_ptm += f64::from(decoded.ptm);
-            random_ptm += f64::from(decode_full(&random)?.ptm);
-            rec_rmsd += rmsd;
-            rec_lddt += lddt(&recon, &truth, &ok, LDDT_CUTOFF).global;
-            rec_n += 1;
-            helix_rmsd += superposed_rmsd(&ideal_helix_ca(truth.len()), &truth, Some(&ok))
-                .map_or(f64::NAN, |(r, _)| r);
-        }
-        let folded = decode(&fold_iterative(
-            models.esm3,
-            &r.sequence,
-            models.n_codes,
-            fold_steps,
-        )?)?;
-        let (l, tm) = compare(&folded, &truth, &ok);
-        let (hl, htm) = compare(&ideal_helix_ca(truth.len()), &truth, &ok);
-        fold_lddt += l;
-        fold_tm += tm;
-        helix_lddt += hl;
-        helix_tm += htm;
-        fold_n += 1;
+        Ok(s)
     }
-    let mean = |s: f64, n: usize| s / n.max(1) as f64;
+}
+
+/// The card's rows: each model number beside its baseline.
+fn card_metrics(
+    trunk: &TrunkReport,
+    b: &BaselineScores,
+    s: &StructureScores,
+    fold_steps: usize,
+) -> Vec<(String, Metric)> {
+    let mean = |sum: f64, n: usize| sum / n.max(1) as f64;
     let m = |model: f64, baseline: f64, count: usize, higher: bool| Metric {
         model,
         baseline,
         count,
         higher_is_better: higher,
     };
-    let metrics = vec![
+    vec![
         (
             "sequence perplexity (15% masked)".to_string(),
             m(
                 trunk.seq15.mean_nll().exp(),
-                mean(uni_nll, uni_n).exp(),
+                mean(b.unigram_nll, b.unigram_n).exp(),
                 trunk.seq15.count,
                 false,
             ),
@@ -289,7 +369,7 @@ pub fn evaluate_split(
             "structure-token accuracy (from sequence)".to_string(),
             m(
                 trunk.structure_given_seq.accuracy(),
-                mean(code_hit as f64, code_n),
+                mean(b.code_hit as f64, b.code_n),
                 trunk.structure_given_seq.count,
                 true,
             ),
@@ -298,7 +378,7 @@ pub fn evaluate_split(
             "inverse-folding sequence recovery".to_string(),
             m(
                 trunk.seq_given_structure.accuracy(),
-                mean(aa_hit as f64, aa_n),
+                mean(b.residue_hit as f64, b.residue_n),
                 trunk.seq_given_structure.count,
                 true,
             ),
@@ -307,7 +387,7 @@ pub fn evaluate_split(
             "SS8 accuracy (from sequence)".to_string(),
             m(
                 trunk.ss8_given_seq.accuracy(),
-                mean(ss8_hit as f64, ss8_n),
+                mean(b.ss8_hit as f64, b.ss8_n),
                 trunk.ss8_given_seq.count,
                 true,
             ),
@@ -315,33 +395,47 @@ pub fn evaluate_split(
         (
             format!("fold LDDT-Cα ({fold_steps}-step decoding, vs ideal helix)"),
             m(
-                mean(fold_lddt, fold_n),
-                mean(helix_lddt, fold_n),
-                fold_n,
+                mean(s.fold_lddt, s.fold_n),
+                mean(s.helix_lddt, s.fold_n),
+                s.fold_n,
                 true,
             ),
         ),
         (
             format!("fold TM-score ({fold_steps}-step decoding, vs ideal helix)"),
-            m(mean(fold_tm, fold_n), mean(helix_tm, fold_n), fold_n, true),
+            m(
+                mean(s.fold_tm, s.fold_n),
+                mean(s.helix_tm, s.fold_n),
+                s.fold_n,
+                true,
+            ),
         ),
         (
             "VQ-VAE reconstruction LDDT-Cα".to_string(),
-            m(mean(rec_lddt, rec_n), mean(helix_lddt, fold_n), rec_n, true),
+            m(
+                mean(s.rec_lddt, s.rec_n),
+                mean(s.helix_lddt, s.fold_n),
+                s.rec_n,
+                true,
+            ),
         ),
         (
             "VQ-VAE reconstruction RMSD (Å, CA)".to_string(),
-            m(mean(rec_rmsd, rec_n), mean(helix_rmsd, rec_n), rec_n, false),
+            m(
+                mean(s.rec_rmsd, s.rec_n),
+                mean(s.helix_rmsd, s.rec_n),
+                s.rec_n,
+                false,
+            ),
         ),
         (
             "decoder pTM on true tokens (vs random tokens)".to_string(),
-            m(mean(true_ptm, rec_n), mean(random_ptm, rec_n), rec_n, true),
+            m(
+                mean(s.true_ptm, s.rec_n),
+                mean(s.random_ptm, s.rec_n),
+                s.rec_n,
+                true,
+            ),
         ),
-    ];
-    Ok(SplitReport {
-        split: split.to_string(),
-        chains: records.len(),
-        chains_with_structure: fold_n,
-        metrics,
-    })
+    ]
 }

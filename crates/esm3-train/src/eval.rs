@@ -10,9 +10,7 @@
 //! | `ss8_given_seq` / `sasa_given_seq` | sequence | SS8 / SASA bins |
 
 use crate::Result;
-use esm3_models::esm3::structure_ids;
 use esm3_models::{Esm3, Esm3Head};
-use esm3_tokens::sequence as seq_vocab;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -234,54 +232,4 @@ pub fn evaluate_trunk(
         }
     }
     Ok(report)
-}
-
-/// Folds `sequence` by iterative unmasking of the structure track: each of `steps` forward passes
-/// commits the most confident still-masked positions (argmax code), so later choices see earlier
-/// ones. `steps = 1` is plain argmax of every position at once. Returns one code per residue.
-pub fn fold_iterative(
-    model: &Esm3,
-    sequence: &str,
-    n_codes: usize,
-    steps: usize,
-) -> Result<Vec<i64>> {
-    let tokenizer = seq_vocab::SequenceTokenizer::lenient();
-    let ids = tokenizer
-        .encode(sequence)
-        .map_err(|e| crate::TrainError::Msg(e.to_string()))?;
-    let l = ids.len();
-    let sequence_tokens =
-        esm3_models::HostArray::new(vec![1, l], ids.iter().map(|&i| i as i64).collect());
-    let mut structure = vec![structure_ids::MASK; l];
-    structure[0] = structure_ids::BOS;
-    structure[l - 1] = structure_ids::EOS;
-    let n_codes = n_codes.min(structure_ids::MASK as usize);
-    let steps = steps.clamp(1, (l - 2).max(1));
-    for step in 0..steps {
-        let masked: Vec<usize> = (1..l - 1)
-            .filter(|&i| structure[i] == structure_ids::MASK)
-            .collect();
-        if masked.is_empty() {
-            break;
-        }
-        let input = esm3_models::Esm3Input {
-            sequence_tokens: Some(sequence_tokens.clone()),
-            structure_tokens: Some(esm3_models::HostArray::new(vec![1, l], structure.clone())),
-            ..Default::default()
-        };
-        let hidden = model.forward_hidden(&input)?;
-        let logits = model.head(Esm3Head::Structure, &hidden.normed.squeeze(0)?)?;
-        let logits = logits.narrow(1, 0, n_codes)?.contiguous()?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-        let best = probs.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
-        let confidence = probs.max(candle_core::D::Minus1)?.to_vec1::<f32>()?;
-        // Spread the remaining positions evenly over the remaining steps.
-        let take = masked.len().div_ceil(steps - step);
-        let mut order = masked;
-        order.sort_by(|&a, &b| confidence[b].total_cmp(&confidence[a]));
-        for &i in order.iter().take(take) {
-            structure[i] = best[i] as i64;
-        }
-    }
-    Ok(structure[1..l - 1].to_vec())
 }

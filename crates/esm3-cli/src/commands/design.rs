@@ -238,87 +238,11 @@ pub fn write_design(
         }],
     )?;
     std::fs::write(&fasta, buf).with_context(|| format!("writing {}", fasta.display()))?;
-    let mut structure_file = None;
-    let mut unknown_in_structure = Vec::new();
-    let mut relax_summary = serde_json::Value::Null;
-    let mut chains_summary = serde_json::Value::Null;
-    if protein.coordinates.is_some() && !sequence.contains('_') {
-        let whole = protein.to_chain(name).map_err(anyhow::Error::msg)?;
-        let mut chains = whole.split_at_chain_breaks();
-        let mut relax_per_chain = Vec::new();
-        for (chain, range) in &mut chains {
-            // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
-            // user gave are written as given. Each chain alone: no bonds across a break.
-            if protein.plddt.is_some() {
-                let local: Vec<usize> = fixed
-                    .iter()
-                    .filter(|&&i| range.contains(&i))
-                    .map(|&i| i - range.start)
-                    .collect();
-                let label = if whole.sequence.contains('|') {
-                    format!("{name} chain {}", chain.chain_id)
-                } else {
-                    name.to_string()
-                };
-                let (atoms, json) =
-                    structure_for_writing(&label, &chain.atom37, &chain.sequence, &local, relax);
-                chain.atom37 = atoms;
-                relax_per_chain.push((chain.chain_id.clone(), json));
-            }
-            // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`):
-            // the model may sample them. The structure file writes them as UNK, as the
-            // reference does; the FASTA and JSON keep the sampled letters and the JSON lists
-            // the positions (1-based over the whole sequence).
-            let unknown = chain.unnamed_residues_to_unknown();
-            unknown_in_structure.extend(unknown.iter().map(|&i| range.start + i + 1));
-        }
-        if !unknown_in_structure.is_empty() {
-            eprintln!(
-                "warning: {name}: sequence letters without a residue name at positions {unknown_in_structure:?} (1-based) are UNK in the structure file"
-            );
-        }
-        relax_summary = match relax_per_chain.len() {
-            0 => serde_json::Value::Null,
-            1 if chains.len() == 1 => relax_per_chain.pop().expect("one").1,
-            _ => serde_json::Value::Object(relax_per_chain.into_iter().collect()),
-        };
-        let plddt100: Vec<Option<Vec<f32>>> = chains
-            .iter()
-            .map(|(_, r)| protein.plddt_percent(r.clone()))
-            .collect();
-        if chains.len() > 1 {
-            chains_summary = serde_json::Value::Array(
-                chains
-                    .iter()
-                    .zip(&plddt100)
-                    .map(|((c, r), p)| {
-                        serde_json::json!({
-                            "chain": c.chain_id,
-                            "start": r.start + 1,
-                            "end": r.end,
-                            "length": c.len(),
-                            "mean_plddt": p.as_ref().map(|p| p.iter().sum::<f32>() / 100.0 / p.len().max(1) as f32),
-                        })
-                    })
-                    .collect(),
-            );
-        }
-        let parts: Vec<(&ProteinChain, Option<&[f32]>)> = chains
-            .iter()
-            .zip(&plddt100)
-            .map(|((c, _), p)| (c, p.as_deref()))
-            .collect();
-        let (path, mut buf) = match format {
-            StructureFormat::Pdb => (dir.join(format!("{name}.pdb")), Vec::new()),
-            StructureFormat::Cif => (dir.join(format!("{name}.cif")), Vec::new()),
-        };
-        match format {
-            StructureFormat::Pdb => write_pdb_chains(&parts, &mut buf)?,
-            StructureFormat::Cif => write_mmcif_chains(&parts, &mut buf)?,
-        }
-        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
-        structure_file = Some(path.file_name().unwrap().to_string_lossy().to_string());
-    }
+    let written = if protein.coordinates.is_some() && !sequence.contains('_') {
+        write_design_structure(dir, name, protein, format, relax, fixed)?
+    } else {
+        WrittenStructure::default()
+    };
     let mean_plddt = protein
         .plddt
         .as_ref()
@@ -333,14 +257,14 @@ pub fn write_design(
         "residue_annotations": protein.residue_annotations,
         "mean_plddt": mean_plddt,
         "ptm": protein.ptm,
-        "structure_file": structure_file,
-        "relax": relax_summary,
+        "structure_file": written.file,
+        "relax": written.relax,
     });
-    if !chains_summary.is_null() {
-        summary["chains"] = chains_summary;
+    if !written.chains.is_null() {
+        summary["chains"] = written.chains;
     }
-    if !unknown_in_structure.is_empty() {
-        summary["unk_in_structure_file"] = serde_json::json!(unknown_in_structure);
+    if !written.unknown.is_empty() {
+        summary["unk_in_structure_file"] = serde_json::json!(written.unknown);
     }
     if let (Some(obj), serde_json::Value::Object(extra)) = (summary.as_object_mut(), summary_extra)
     {
@@ -350,4 +274,111 @@ pub fn write_design(
     std::fs::write(&json, serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("writing {}", json.display()))?;
     Ok(summary)
+}
+
+/// What [`write_design_structure`] wrote, for the design's JSON summary.
+#[derive(Default)]
+struct WrittenStructure {
+    /// The file name (in the design's folder).
+    file: Option<String>,
+    /// Positions (1-based over the whole sequence) written as UNK.
+    unknown: Vec<usize>,
+    /// The relax summary: one chain's, one per chain id, or null when nothing was relaxed.
+    relax: serde_json::Value,
+    /// Per chain of a complex: its span and mean pLDDT (null for one chain).
+    chains: serde_json::Value,
+}
+
+/// Writes `<dir>/<name>.pdb|cif`, one model chain per chain of `AAA|BBB`, pLDDT (×100) in the
+/// B-factor.
+fn write_design_structure(
+    dir: &Path,
+    name: &str,
+    protein: &EsmProtein,
+    format: StructureFormat,
+    relax: RelaxArgs,
+    fixed: &[usize],
+) -> Result<WrittenStructure> {
+    let whole = protein.to_chain(name).map_err(anyhow::Error::msg)?;
+    let mut chains = whole.split_at_chain_breaks();
+    let mut relax_per_chain = Vec::new();
+    let mut unknown = Vec::new();
+    for (chain, range) in &mut chains {
+        // Only the decoder's coordinates are relaxed (they come with pLDDT); coordinates a
+        // user gave are written as given. Each chain alone: no bonds across a break.
+        if protein.plddt.is_some() {
+            let local = esm3_protein::relax::fixed_within(fixed, range);
+            let label = if whole.sequence.contains('|') {
+                format!("{name} chain {}", chain.chain_id)
+            } else {
+                name.to_string()
+            };
+            let (atoms, json) =
+                structure_for_writing(&label, &chain.atom37, &chain.sequence, &local, relax);
+            chain.atom37 = atoms;
+            relax_per_chain.push((chain.chain_id.clone(), json));
+        }
+        // The sequence vocabulary has letters no residue is named for (the gap `-`, `.`):
+        // the model may sample them. The structure file writes them as UNK, as the
+        // reference does; the FASTA and JSON keep the sampled letters and the JSON lists
+        // the positions (1-based over the whole sequence).
+        let unnamed = chain.unnamed_residues_to_unknown();
+        unknown.extend(unnamed.iter().map(|&i| range.start + i + 1));
+    }
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: {name}: sequence letters without a residue name at positions {unknown:?} (1-based) are UNK in the structure file"
+        );
+    }
+    let relax = match relax_per_chain.len() {
+        0 => serde_json::Value::Null,
+        1 if chains.len() == 1 => relax_per_chain.pop().expect("one").1,
+        _ => serde_json::Value::Object(relax_per_chain.into_iter().collect()),
+    };
+    let plddt100: Vec<Option<Vec<f32>>> = chains
+        .iter()
+        .map(|(_, r)| protein.plddt_percent(r.clone()))
+        .collect();
+    let chains_summary = if chains.len() > 1 {
+        serde_json::Value::Array(
+            chains
+                .iter()
+                .zip(&plddt100)
+                .map(|((c, r), p)| {
+                    serde_json::json!({
+                        "chain": c.chain_id,
+                        "start": r.start + 1,
+                        "end": r.end,
+                        "length": c.len(),
+                        "mean_plddt": p.as_ref().map(|p| p.iter().sum::<f32>() / 100.0 / p.len().max(1) as f32),
+                    })
+                })
+                .collect(),
+        )
+    } else {
+        serde_json::Value::Null
+    };
+    let parts: Vec<(&ProteinChain, Option<&[f32]>)> = chains
+        .iter()
+        .zip(&plddt100)
+        .map(|((c, _), p)| (c, p.as_deref()))
+        .collect();
+    let mut buf = Vec::new();
+    let path = match format {
+        StructureFormat::Pdb => {
+            write_pdb_chains(&parts, &mut buf)?;
+            dir.join(format!("{name}.pdb"))
+        }
+        StructureFormat::Cif => {
+            write_mmcif_chains(&parts, &mut buf)?;
+            dir.join(format!("{name}.cif"))
+        }
+    };
+    std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
+    Ok(WrittenStructure {
+        file: Some(path.file_name().unwrap().to_string_lossy().to_string()),
+        unknown,
+        relax,
+        chains: chains_summary,
+    })
 }

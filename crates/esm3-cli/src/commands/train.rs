@@ -269,12 +269,7 @@ fn report(summary: &esm3_train::runner::RunSummary, final_dir: &Path) {
 const GENERATION_LENGTH: usize = 100;
 
 fn run_evaluate(args: EvaluateArgs) -> Result<()> {
-    use esm3_generate::prompt::Prompt;
-    use esm3_generate::{GenerationConfig, Track};
-    use esm3_models::esm3::structure_ids;
     use esm3_train::card::{evaluate_split, Baselines, CardModels};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
 
     let designer = super::design::Designer::load(&args.model)?;
     let p = &designer.pipeline;
@@ -311,71 +306,11 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
             &|| bar.inc(1),
         )?;
         bar.finish_and_clear();
-        println!(
-            "\n## split `{}`: {} chains, {} with structure\n",
-            report.split, report.chains, report.chains_with_structure
-        );
-        println!("| metric | model | baseline | n | beats baseline |\n|---|---|---|---|---|");
-        for (name, m) in &report.metrics {
-            println!(
-                "| {name} | {:.4} | {:.4} | {} | {} |",
-                m.model,
-                m.baseline,
-                m.count,
-                if m.beats_baseline() { "yes" } else { "no" }
-            );
-        }
+        print_split_report(&report);
         reports.push(report);
     }
-    // Generations are scored by the decoder's own confidence; the baseline is the same decoder on
-    // uniformly random structure tokens (what a trunk that learned nothing would hand it).
-    let mut plddt = Vec::new();
-    let mut ptm = Vec::new();
-    let (mut random_plddt, mut random_ptm) = (Vec::new(), Vec::new());
-    let mean_f32 = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
-    let bar = super::progress::bar(args.generations as u64, "generations");
-    for i in 0..args.generations {
-        // The paper's protocol (spec esm3-training.md §6.4): sequences sampled at a constant
-        // temperature of 0.7 (L decoding steps, as in its prompt-following protocol), then
-        // folded the way the fold metric above folds (argmax over `fold_steps` steps).
-        let sequence = GenerationConfig::paper_sampling(Track::Sequence, GENERATION_LENGTH);
-        let fold = GenerationConfig {
-            num_steps: args.fold_steps,
-            ..GenerationConfig::folding()
-        };
-        let plan = vec![sequence, fold];
-        let prompt =
-            Prompt::unconditional("eval", GENERATION_LENGTH, plan).map_err(anyhow::Error::msg)?;
-        let (protein, _) = designer.run(&prompt, args.seed + i as u64, false)?;
-        if let (Some(pl), Some(t)) = (&protein.plddt, protein.ptm) {
-            plddt.push(mean_f32(pl));
-            ptm.push(t as f64);
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed + i as u64);
-        let mut tokens = vec![structure_ids::BOS];
-        tokens.extend((0..GENERATION_LENGTH).map(|_| rng.random_range(0..n_codes as i64)));
-        tokens.push(structure_ids::EOS);
-        let d = decoder.decode_structure(&tokens)?;
-        random_plddt.push(mean_f32(&d.plddt));
-        random_ptm.push(d.ptm as f64);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    if !plddt.is_empty() {
-        println!(
-            "\nunconditional generations (length {GENERATION_LENGTH}, n = {}; sequence at temperature 0.7, then folded), vs the decoder on uniformly random tokens:\n\n\
-             | metric | model | random tokens | beats baseline |\n|---|---|---|---|\n\
-             | mean pLDDT | {:.4} | {:.4} | {} |\n| mean pTM | {:.4} | {:.4} | {} |",
-            plddt.len(),
-            mean(&plddt),
-            mean(&random_plddt),
-            if mean(&plddt) > mean(&random_plddt) { "yes" } else { "no" },
-            mean(&ptm),
-            mean(&random_ptm),
-            if mean(&ptm) > mean(&random_ptm) { "yes" } else { "no" },
-        );
-    }
+    let generation = GenerationScores::measure(&designer, decoder, n_codes, &args)?;
+    generation.print();
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "model": designer.model_path,
@@ -384,12 +319,120 @@ fn run_evaluate(args: EvaluateArgs) -> Result<()> {
             "fold_steps": args.fold_steps,
             "seed": args.seed,
             "splits": reports,
-            "generation": {
-                "n": plddt.len(), "length": GENERATION_LENGTH, "sequence_temperature": 0.7, "mean_plddt": mean(&plddt), "mean_ptm": mean(&ptm),
-                "random_tokens_mean_plddt": mean(&random_plddt), "random_tokens_mean_ptm": mean(&random_ptm),
-            },
+            "generation": generation.json(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
+}
+
+fn print_split_report(report: &esm3_train::card::SplitReport) {
+    println!(
+        "\n## split `{}`: {} chains, {} with structure\n",
+        report.split, report.chains, report.chains_with_structure
+    );
+    println!("| metric | model | baseline | n | beats baseline |\n|---|---|---|---|---|");
+    for (name, m) in &report.metrics {
+        println!(
+            "| {name} | {:.4} | {:.4} | {} | {} |",
+            m.model,
+            m.baseline,
+            m.count,
+            if m.beats_baseline() { "yes" } else { "no" }
+        );
+    }
+}
+
+/// Unconditional generations scored by the decoder's own confidence; the baseline is the same
+/// decoder on uniformly random structure tokens (what a trunk that learned nothing would hand it).
+struct GenerationScores {
+    plddt: Vec<f64>,
+    ptm: Vec<f64>,
+    random_plddt: Vec<f64>,
+    random_ptm: Vec<f64>,
+}
+
+impl GenerationScores {
+    fn measure(
+        designer: &super::design::Designer,
+        decoder: &esm3_models::structure_decoder::StructureTokenDecoder,
+        n_codes: usize,
+        args: &EvaluateArgs,
+    ) -> Result<Self> {
+        use esm3_generate::prompt::Prompt;
+        use esm3_generate::{GenerationConfig, Track};
+        use esm3_models::esm3::structure_ids;
+        use rand::{Rng, SeedableRng};
+        use rand_chacha::ChaCha8Rng;
+
+        let mut s = Self {
+            plddt: Vec::new(),
+            ptm: Vec::new(),
+            random_plddt: Vec::new(),
+            random_ptm: Vec::new(),
+        };
+        let mean_f32 = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+        let bar = super::progress::bar(args.generations as u64, "generations");
+        for i in 0..args.generations {
+            // The paper's protocol (spec esm3-training.md §6.4): sequences sampled at a constant
+            // temperature of 0.7 (L decoding steps, as in its prompt-following protocol), then
+            // folded the way the fold metric folds (entropy order, temperature 0, `fold_steps`).
+            let sequence = GenerationConfig::paper_sampling(Track::Sequence, GENERATION_LENGTH);
+            let fold = GenerationConfig {
+                num_steps: args.fold_steps,
+                ..GenerationConfig::folding()
+            };
+            let prompt = Prompt::unconditional("eval", GENERATION_LENGTH, vec![sequence, fold])
+                .map_err(anyhow::Error::msg)?;
+            let (protein, _) = designer.run(&prompt, args.seed + i as u64, false)?;
+            if let (Some(pl), Some(t)) = (&protein.plddt, protein.ptm) {
+                s.plddt.push(mean_f32(pl));
+                s.ptm.push(t as f64);
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(args.seed + i as u64);
+            let mut tokens = vec![structure_ids::BOS];
+            tokens.extend((0..GENERATION_LENGTH).map(|_| rng.random_range(0..n_codes as i64)));
+            tokens.push(structure_ids::EOS);
+            let d = decoder.decode_structure(&tokens)?;
+            s.random_plddt.push(mean_f32(&d.plddt));
+            s.random_ptm.push(d.ptm as f64);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(s)
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    }
+
+    fn print(&self) {
+        if self.plddt.is_empty() {
+            return;
+        }
+        let mean = Self::mean;
+        let yes = |model: f64, random: f64| if model > random { "yes" } else { "no" };
+        println!(
+            "\nunconditional generations (length {GENERATION_LENGTH}, n = {}; sequence at temperature 0.7, then folded), vs the decoder on uniformly random tokens:\n\n\
+             | metric | model | random tokens | beats baseline |\n|---|---|---|---|\n\
+             | mean pLDDT | {:.4} | {:.4} | {} |\n| mean pTM | {:.4} | {:.4} | {} |",
+            self.plddt.len(),
+            mean(&self.plddt),
+            mean(&self.random_plddt),
+            yes(mean(&self.plddt), mean(&self.random_plddt)),
+            mean(&self.ptm),
+            mean(&self.random_ptm),
+            yes(mean(&self.ptm), mean(&self.random_ptm)),
+        );
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mean = Self::mean;
+        serde_json::json!({
+            "n": self.plddt.len(), "length": GENERATION_LENGTH, "sequence_temperature": 0.7,
+            "mean_plddt": mean(&self.plddt), "mean_ptm": mean(&self.ptm),
+            "random_tokens_mean_plddt": mean(&self.random_plddt),
+            "random_tokens_mean_ptm": mean(&self.random_ptm),
+        })
+    }
 }

@@ -583,15 +583,7 @@ def _written_as_relaxed(p: ESMProtein) -> bool:
 def _relax_chains(coordinates: np.ndarray, sequence: str, fixed: Sequence[int] = ()) -> np.ndarray:
     """Relaxes each chain of ``AAA|BBB`` alone (no bonds across a break), residues in ``fixed``
     (0-based over the whole sequence) kept, as ``esm3 generate`` writes designs."""
-    out = np.array(coordinates, dtype=np.float32, copy=True)
-    start = 0
-    for end in [i for i, c in enumerate(sequence) if c == "|"] + [len(sequence)]:
-        if end > start:
-            local = [i - start for i in fixed if start <= i < end]
-            relaxed, _ = _native.relax_backbone(out[start:end], sequence[start:end], local)
-            out[start:end] = relaxed
-        start = end + 1
-    return out
+    return _native.relax_chains(np.asarray(coordinates, dtype=np.float32), sequence, list(fixed))
 
 
 def _default_model_dir() -> Path:
