@@ -323,113 +323,31 @@ pub fn cluster_sequences(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Clustering {
     let started = Instant::now();
-    let mut unique_of: HashMap<&str, u32> = HashMap::new();
-    let mut unique: Vec<&str> = Vec::new();
-    let member: Vec<u32> = sequences
-        .iter()
-        .map(|s| {
-            *unique_of.entry(s).or_insert_with(|| {
-                unique.push(s);
-                unique.len() as u32 - 1
-            })
-        })
-        .collect();
-    let (seeds, weight) = parse_seeds(&params.seeds);
-    let per_seed = 10u32.pow(weight as u32);
-    let seeds_of: Vec<Vec<(u32, u32)>> = unique
-        .par_iter()
-        .map(|s| seed_positions(s, &seeds, per_seed))
-        .collect();
-    let index = SeedIndex::new(&seeds_of, per_seed as usize * seeds.len().max(1));
-
-    // Prefilter, in parallel over query sequences.
-    let window = params.diagonal_window as i64;
+    let (unique, member) = deduplicate(sequences);
     let encoded: Vec<Vec<u8>> = unique.par_iter().map(|s| encode(s)).collect();
-    let per_query: Vec<(u64, u64, Vec<Candidate>)> = (0..unique.len())
-        .into_par_iter()
-        .map(|i| {
-            let (n_hits, by_target) = index.hits_by_target(
-                &seeds_of[i],
-                params.max_postings,
-                params.min_diagonal_hits,
-                |j| j as usize > i,
-            );
-            let mut out = Vec::new();
-            let mut diagonal_pairs = 0u64;
-            for (j, diags) in by_target {
-                // Most hits inside a window of diagonals.
-                let (best, lo, hi) = densest_window(&diags, window);
-                let best_at = (lo + hi) / 2;
-                let diagonal = diags[best_at] as i32;
-                let ungapped = if best as u32 >= params.min_diagonal_hits {
-                    diagonal_pairs += 1;
-                    let (a, b) = (&encoded[i], &encoded[j as usize]);
-                    (-1..=1)
-                        .map(|o| ungapped_score(a, b, diagonal as isize + o))
-                        .max()
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                if best as u32 >= params.min_diagonal_hits && ungapped >= params.min_ungapped_score
-                {
-                    out.push(Candidate {
-                        hits: ungapped as u32,
-                        i: i as u32,
-                        j,
-                        diagonal,
-                    });
-                }
-            }
-            (n_hits, diagonal_pairs, out)
-        })
-        .collect();
-    let kmer_hits = per_query.iter().map(|(h, _, _)| h).sum();
-    let diagonal_pairs = per_query.iter().map(|(_, d, _)| d).sum();
-    let mut candidates: Vec<Candidate> = per_query.into_iter().flat_map(|(_, _, c)| c).collect();
+    let prefiltered = prefilter(&unique, &encoded, params);
     tracing::info!(
-        "prefilter: {} sequences, {kmer_hits} seed hits, {diagonal_pairs} diagonal pairs, {} candidates, {:.1} s",
+        "prefilter: {} sequences, {} seed hits, {} diagonal pairs, {} candidates, {:.1} s",
         unique.len(),
-        candidates.len(),
+        prefiltered.kmer_hits,
+        prefiltered.diagonal_pairs,
+        prefiltered.candidates.len(),
         started.elapsed().as_secs_f64()
     );
-    candidates.sort_unstable_by_key(|c| (std::cmp::Reverse(c.hits), c.i, c.j));
-
-    // Align strongest candidates first; pairs already joined are skipped.
     let search_space: usize = sequences.iter().map(|s| s.len()).sum();
     let mut first_of = vec![usize::MAX; unique.len()];
     for (k, &u) in member.iter().enumerate().rev() {
         first_of[u as usize] = k;
     }
-    let mut link_list = Vec::new();
     let mut uf = UnionFind((0..unique.len() as u32).collect());
-    let (mut alignments, mut links) = (0u64, 0u64);
-    let total = candidates.len() as u64;
-    for (chunk_no, chunk) in candidates.chunks(4096).enumerate() {
-        let todo: Vec<Candidate> = chunk
-            .iter()
-            .copied()
-            .filter(|c| uf.find(c.i) != uf.find(c.j))
-            .collect();
-        alignments += todo.len() as u64;
-        let linked: Vec<(u32, u32)> = todo
-            .par_iter()
-            .filter_map(|c| {
-                let (a, b) = (&encoded[c.i as usize], &encoded[c.j as usize]);
-                let al = local_align_banded(a, b, c.diagonal as isize, params.band);
-                params
-                    .links(&al, a.len(), b.len(), search_space)
-                    .then_some((c.i, c.j))
-            })
-            .collect();
-        for (i, j) in linked {
-            links += 1;
-            link_list.push((first_of[i as usize], first_of[j as usize]));
-            uf.union(i, j);
-        }
-        progress(((chunk_no + 1) * 4096).min(total as usize) as u64, total);
-    }
-
+    let linking = link_candidates(
+        &prefiltered.candidates,
+        &encoded,
+        params,
+        search_space,
+        &mut uf,
+        progress,
+    );
     // Number clusters by first occurrence in input order.
     let mut number: HashMap<u32, u32> = HashMap::new();
     let cluster: Vec<u32> = member
@@ -444,17 +362,150 @@ pub fn cluster_sequences(
         stats: ClusterStats {
             sequences: sequences.len(),
             unique_sequences: unique.len(),
-            kmer_hits,
-            diagonal_pairs,
-            candidate_pairs: total,
-            alignments,
-            links,
+            kmer_hits: prefiltered.kmer_hits,
+            diagonal_pairs: prefiltered.diagonal_pairs,
+            candidate_pairs: prefiltered.candidates.len() as u64,
+            alignments: linking.alignments,
+            links: linking.linked.len() as u64,
             clusters: number.len(),
             seconds: started.elapsed().as_secs_f64(),
         },
         cluster,
-        links: link_list,
+        links: linking
+            .linked
+            .iter()
+            .map(|&(i, j)| (first_of[i as usize], first_of[j as usize]))
+            .collect(),
     }
+}
+
+/// The distinct sequences in first-seen order, and each input's index among them.
+fn deduplicate<'a>(sequences: &[&'a str]) -> (Vec<&'a str>, Vec<u32>) {
+    let mut unique_of: HashMap<&str, u32> = HashMap::new();
+    let mut unique: Vec<&str> = Vec::new();
+    let member: Vec<u32> = sequences
+        .iter()
+        .map(|&s| {
+            *unique_of.entry(s).or_insert_with(|| {
+                unique.push(s);
+                unique.len() as u32 - 1
+            })
+        })
+        .collect();
+    (unique, member)
+}
+
+/// Candidate pairs from the seed prefilter, strongest (ungapped score) first, with its counts.
+struct Prefiltered {
+    candidates: Vec<Candidate>,
+    kmer_hits: u64,
+    diagonal_pairs: u64,
+}
+
+/// Seed hits of each query against every later sequence, in parallel over queries; a pair
+/// whose densest diagonal window has enough hits and a high enough ungapped score there is a
+/// candidate.
+fn prefilter(unique: &[&str], encoded: &[Vec<u8>], params: &ClusterParams) -> Prefiltered {
+    let (seeds, weight) = parse_seeds(&params.seeds);
+    let per_seed = 10u32.pow(weight as u32);
+    let seeds_of: Vec<Vec<(u32, u32)>> = unique
+        .par_iter()
+        .map(|s| seed_positions(s, &seeds, per_seed))
+        .collect();
+    let index = SeedIndex::new(&seeds_of, per_seed as usize * seeds.len().max(1));
+    let window = params.diagonal_window as i64;
+    let per_query: Vec<(u64, u64, Vec<Candidate>)> = (0..unique.len())
+        .into_par_iter()
+        .map(|i| {
+            let (n_hits, by_target) = index.hits_by_target(
+                &seeds_of[i],
+                params.max_postings,
+                params.min_diagonal_hits,
+                |j| j as usize > i,
+            );
+            let mut out = Vec::new();
+            let mut diagonal_pairs = 0u64;
+            for (j, diags) in by_target {
+                // Most hits inside a window of diagonals.
+                let (best, lo, hi) = densest_window(&diags, window);
+                if (best as u32) < params.min_diagonal_hits {
+                    continue;
+                }
+                diagonal_pairs += 1;
+                let diagonal = diags[(lo + hi) / 2] as i32;
+                let (a, b) = (&encoded[i], &encoded[j as usize]);
+                let ungapped = (-1..=1)
+                    .map(|o| ungapped_score(a, b, diagonal as isize + o))
+                    .max()
+                    .unwrap_or(0);
+                if ungapped >= params.min_ungapped_score {
+                    out.push(Candidate {
+                        hits: ungapped as u32,
+                        i: i as u32,
+                        j,
+                        diagonal,
+                    });
+                }
+            }
+            (n_hits, diagonal_pairs, out)
+        })
+        .collect();
+    let kmer_hits = per_query.iter().map(|(h, _, _)| h).sum();
+    let diagonal_pairs = per_query.iter().map(|(_, d, _)| d).sum();
+    let mut candidates: Vec<Candidate> = per_query.into_iter().flat_map(|(_, _, c)| c).collect();
+    candidates.sort_unstable_by_key(|c| (std::cmp::Reverse(c.hits), c.i, c.j));
+    Prefiltered {
+        candidates,
+        kmer_hits,
+        diagonal_pairs,
+    }
+}
+
+/// What [`link_candidates`] did: the alignments run and the pairs (unique indices) linked.
+struct Linking {
+    alignments: u64,
+    linked: Vec<(u32, u32)>,
+}
+
+/// Aligns the candidates in order, strongest first, in parallel chunks of 4096; pairs already in
+/// one cluster are skipped, and each link joins its pair in `uf`.
+fn link_candidates(
+    candidates: &[Candidate],
+    encoded: &[Vec<u8>],
+    params: &ClusterParams,
+    search_space: usize,
+    uf: &mut UnionFind,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Linking {
+    let mut result = Linking {
+        alignments: 0,
+        linked: Vec::new(),
+    };
+    let total = candidates.len() as u64;
+    for (chunk_no, chunk) in candidates.chunks(4096).enumerate() {
+        let todo: Vec<Candidate> = chunk
+            .iter()
+            .copied()
+            .filter(|c| uf.find(c.i) != uf.find(c.j))
+            .collect();
+        result.alignments += todo.len() as u64;
+        let linked: Vec<(u32, u32)> = todo
+            .par_iter()
+            .filter_map(|c| {
+                let (a, b) = (&encoded[c.i as usize], &encoded[c.j as usize]);
+                let al = local_align_banded(a, b, c.diagonal as isize, params.band);
+                params
+                    .links(&al, a.len(), b.len(), search_space)
+                    .then_some((c.i, c.j))
+            })
+            .collect();
+        for (i, j) in linked {
+            result.linked.push((i, j));
+            uf.union(i, j);
+        }
+        progress(((chunk_no + 1) * 4096).min(total as usize) as u64, total);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -39,21 +39,9 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
             held.insert(s, ds.split(s)?);
         }
     }
-    // The clustering's search space: every chain of the dataset, excluded ones included.
     let tsv_path = dir.join("chains.tsv");
-    let tsv = std::fs::read_to_string(&tsv_path).map_err(io_err(&tsv_path))?;
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for (k, line) in tsv.lines().enumerate().skip(1) {
-        let f: Vec<String> = line.split('\t').map(str::to_owned).collect();
-        if f.len() != 7 || f[3].parse::<usize>().is_err() {
-            return Err(DataError::Parse {
-                path: tsv_path.clone(),
-                line: k + 1,
-                message: "expected 7 tab-separated fields with a numeric length".into(),
-            });
-        }
-        rows.push(f);
-    }
+    let mut rows = read_chain_table(&tsv_path)?;
+    // The clustering's search space: every chain of the dataset, excluded ones included.
     let search_space: usize = rows
         .iter()
         .map(|f| f[3].parse::<usize>().unwrap_or(0))
@@ -76,81 +64,10 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
         moved.iter().map(|m| (m.name.as_str(), m)).collect();
 
     if !moved.is_empty() {
-        // New contents of the affected splits.
-        let mut new_splits: BTreeMap<String, Vec<ChainRecord>> = BTreeMap::new();
-        let mut to_excluded: Vec<ChainRecord> = Vec::new();
-        if let Some(prev) = manifest.shards.get(EXTERNAL_HOMOLOGOUS) {
-            let mut v = Vec::new();
-            for f in prev {
-                v.extend(shards::read_shard(&dir.join(f))?);
-            }
-            new_splits.insert(EXTERNAL_HOMOLOGOUS.to_owned(), v);
-        }
-        for (s, recs) in &held {
-            if !recs.iter().any(|r| moved_to.contains_key(r.name.as_str())) {
-                continue;
-            }
-            let mut keep = Vec::new();
-            for r in recs {
-                match moved_to.get(r.name.as_str()) {
-                    Some(m) if m.to == EXCLUDED => to_excluded.push(r.clone()),
-                    Some(m) => new_splits.entry(m.to.clone()).or_default().push(r.clone()),
-                    None => keep.push(r.clone()),
-                }
-            }
-            new_splits.insert(s.to_string(), keep);
-        }
-        // Shards: write new ones, then remove the split's old ones that were not overwritten.
-        for (s, recs) in &new_splits {
-            let old: HashSet<String> = manifest
-                .shards
-                .get(s)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let mut names = Vec::new();
-            for (n, chunk) in recs.chunks(shard_size.max(1)).enumerate() {
-                let name = format!("{s}-{n:05}.safetensors");
-                shards::write_shard(&dir.join(&name), chunk)?;
-                names.push(name);
-            }
-            for o in old.iter().filter(|o| !names.contains(o)) {
-                let p = dir.join(o);
-                std::fs::remove_file(&p).map_err(io_err(&p))?;
-            }
-            if names.is_empty() {
-                manifest.shards.remove(s);
-            } else {
-                manifest.shards.insert(s.clone(), names);
-            }
-            write_fasta(&dir.join(format!("{s}.fasta")), recs, false)?;
-        }
+        let (new_splits, to_excluded) = regroup(dir, &manifest, &held, &moved_to)?;
+        rewrite_splits(dir, &mut manifest, &new_splits, shard_size)?;
         write_fasta(&dir.join(format!("{EXCLUDED}.fasta")), &to_excluded, true)?;
-        // Structure tokens of external chains carried to their new split.
-        let ext_tokens = dir.join(format!("{EXTERNAL}-structure_tokens.safetensors"));
-        if ext_tokens.exists() {
-            let tokens = shards::read_tokens(&ext_tokens)?;
-            let carried: Vec<(String, Vec<i64>)> = new_splits
-                .get(EXTERNAL_HOMOLOGOUS)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| tokens.get(&r.name).map(|t| (r.name.clone(), t.clone())))
-                .collect();
-            if !carried.is_empty() {
-                let p = dir.join(format!(
-                    "{EXTERNAL_HOMOLOGOUS}-structure_tokens.safetensors"
-                ));
-                let mut all: BTreeMap<String, Vec<i64>> = if p.exists() {
-                    shards::read_tokens(&p)?.into_iter().collect()
-                } else {
-                    BTreeMap::new()
-                };
-                all.extend(carried);
-                shards::write_tokens(&p, &all.into_iter().collect::<Vec<_>>())?;
-            }
-        }
-        // chains.tsv and counts.
+        carry_external_tokens(dir, &new_splits)?;
         for f in rows.iter_mut() {
             if let Some(m) = moved_to.get(f[0].as_str()) {
                 if f[5] == m.from {
@@ -158,20 +75,7 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
                 }
             }
         }
-        let tmp = dir.join("chains.tsv.tmp");
-        {
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
-            writeln!(
-                w,
-                "name\tpdb_id\tsource\tlength\tcluster\tsplit\thas_coords"
-            )
-            .map_err(io_err(&tmp))?;
-            for f in &rows {
-                writeln!(w, "{}", f.join("\t")).map_err(io_err(&tmp))?;
-            }
-            w.flush().map_err(io_err(&tmp))?;
-        }
-        std::fs::rename(&tmp, &tsv_path).map_err(io_err(&tsv_path))?;
+        write_chain_table(&tsv_path, &rows)?;
         manifest.counts = counts_from_rows(&rows);
         for m in moved.iter().filter(|m| m.to == EXCLUDED) {
             manifest.excluded.push(Excluded {
@@ -190,14 +94,7 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
         moved.clone(),
     ));
     manifest.seconds.insert("purge".to_owned(), seconds);
-    let p = dir.join("manifest.json");
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_string_pretty(&manifest).expect("manifest serializes"),
-    )
-    .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, &p).map_err(io_err(&p))?;
+    write_manifest(dir, &manifest)?;
     Ok(PurgeReport {
         moved,
         stats,
@@ -205,6 +102,156 @@ pub fn purge_dataset(dir: &Path, params: &PurgeParams, shard_size: usize) -> Res
         counts_after: manifest.counts.clone(),
         seconds,
     })
+}
+
+/// The rows of `chains.tsv` (header skipped), each checked to have 7 fields and a numeric length.
+fn read_chain_table(tsv_path: &Path) -> Result<Vec<Vec<String>>> {
+    let tsv = std::fs::read_to_string(tsv_path).map_err(io_err(tsv_path))?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (k, line) in tsv.lines().enumerate().skip(1) {
+        let f: Vec<String> = line.split('\t').map(str::to_owned).collect();
+        if f.len() != 7 || f[3].parse::<usize>().is_err() {
+            return Err(DataError::Parse {
+                path: tsv_path.to_path_buf(),
+                line: k + 1,
+                message: "expected 7 tab-separated fields with a numeric length".into(),
+            });
+        }
+        rows.push(f);
+    }
+    Ok(rows)
+}
+
+/// The new contents of every split the moves change (the held-out splits that lose chains and
+/// the splits that gain them, [`EXTERNAL_HOMOLOGOUS`] starting from what it holds), and the
+/// chains moved out of the dataset.
+fn regroup(
+    dir: &Path,
+    manifest: &Manifest,
+    held: &BTreeMap<&str, Vec<ChainRecord>>,
+    moved_to: &HashMap<&str, &PurgedChain>,
+) -> Result<(BTreeMap<String, Vec<ChainRecord>>, Vec<ChainRecord>)> {
+    let mut new_splits: BTreeMap<String, Vec<ChainRecord>> = BTreeMap::new();
+    let mut to_excluded: Vec<ChainRecord> = Vec::new();
+    if let Some(prev) = manifest.shards.get(EXTERNAL_HOMOLOGOUS) {
+        let mut v = Vec::new();
+        for f in prev {
+            v.extend(shards::read_shard(&dir.join(f))?);
+        }
+        new_splits.insert(EXTERNAL_HOMOLOGOUS.to_owned(), v);
+    }
+    for (s, recs) in held {
+        if !recs.iter().any(|r| moved_to.contains_key(r.name.as_str())) {
+            continue;
+        }
+        let mut keep = Vec::new();
+        for r in recs {
+            match moved_to.get(r.name.as_str()) {
+                Some(m) if m.to == EXCLUDED => to_excluded.push(r.clone()),
+                Some(m) => new_splits.entry(m.to.clone()).or_default().push(r.clone()),
+                None => keep.push(r.clone()),
+            }
+        }
+        new_splits.insert(s.to_string(), keep);
+    }
+    Ok((new_splits, to_excluded))
+}
+
+/// Each split's shards and FASTA rewritten: new shards first, then the split's old ones that
+/// were not overwritten removed; the manifest's shard lists follow.
+fn rewrite_splits(
+    dir: &Path,
+    manifest: &mut Manifest,
+    new_splits: &BTreeMap<String, Vec<ChainRecord>>,
+    shard_size: usize,
+) -> Result<()> {
+    for (s, recs) in new_splits {
+        let old: HashSet<String> = manifest
+            .shards
+            .get(s)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut names = Vec::new();
+        for (n, chunk) in recs.chunks(shard_size.max(1)).enumerate() {
+            let name = format!("{s}-{n:05}.safetensors");
+            shards::write_shard(&dir.join(&name), chunk)?;
+            names.push(name);
+        }
+        for o in old.iter().filter(|o| !names.contains(o)) {
+            let p = dir.join(o);
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+        if names.is_empty() {
+            manifest.shards.remove(s);
+        } else {
+            manifest.shards.insert(s.clone(), names);
+        }
+        write_fasta(&dir.join(format!("{s}.fasta")), recs, false)?;
+    }
+    Ok(())
+}
+
+/// Structure tokens of external chains now in [`EXTERNAL_HOMOLOGOUS`] copied to its side file.
+fn carry_external_tokens(
+    dir: &Path,
+    new_splits: &BTreeMap<String, Vec<ChainRecord>>,
+) -> Result<()> {
+    let ext_tokens = dir.join(format!("{EXTERNAL}-structure_tokens.safetensors"));
+    if !ext_tokens.exists() {
+        return Ok(());
+    }
+    let tokens = shards::read_tokens(&ext_tokens)?;
+    let carried: Vec<(String, Vec<i64>)> = new_splits
+        .get(EXTERNAL_HOMOLOGOUS)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| tokens.get(&r.name).map(|t| (r.name.clone(), t.clone())))
+        .collect();
+    if carried.is_empty() {
+        return Ok(());
+    }
+    let p = dir.join(format!(
+        "{EXTERNAL_HOMOLOGOUS}-structure_tokens.safetensors"
+    ));
+    let mut all: BTreeMap<String, Vec<i64>> = if p.exists() {
+        shards::read_tokens(&p)?.into_iter().collect()
+    } else {
+        BTreeMap::new()
+    };
+    all.extend(carried);
+    shards::write_tokens(&p, &all.into_iter().collect::<Vec<_>>())
+}
+
+/// `chains.tsv` replaced by `rows` (through a temporary file, so a failure leaves the old one).
+fn write_chain_table(tsv_path: &Path, rows: &[Vec<String>]) -> Result<()> {
+    let tmp = tsv_path.with_extension("tsv.tmp");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
+        writeln!(
+            w,
+            "name\tpdb_id\tsource\tlength\tcluster\tsplit\thas_coords"
+        )
+        .map_err(io_err(&tmp))?;
+        for f in rows {
+            writeln!(w, "{}", f.join("\t")).map_err(io_err(&tmp))?;
+        }
+        w.flush().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, tsv_path).map_err(io_err(tsv_path))
+}
+
+/// `manifest.json` replaced through a temporary file.
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let p = dir.join("manifest.json");
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(manifest).expect("manifest serializes"),
+    )
+    .map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &p).map_err(io_err(&p))
 }
 
 fn write_fasta(path: &Path, records: &[ChainRecord], append: bool) -> Result<()> {
