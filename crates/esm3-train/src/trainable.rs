@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
 use esm3_models::config::ModelConfig;
 use esm3_models::model_dir::write_model_dir;
 use esm3_models::schema::schema;
@@ -16,6 +17,96 @@ use crate::optim::{decays, Param};
 /// Prefix of tensors that exist only for training (e.g. auxiliary heads); never saved into an
 /// inference model directory.
 pub const TRAINING_ONLY_PREFIX: &str = "training.";
+
+/// A `VarMap` whose missing variables are drawn from a seeded generator. candle draws them
+/// from the thread's unseeded generator on the CPU (`Device::set_seed` is refused there), so two
+/// runs of one config would start their training-only heads differently. Each variable's draws
+/// depend only on the seed and its name, not on the order the model asks for them.
+struct SeededVarMap {
+    varmap: VarMap,
+    seed: u64,
+}
+
+impl SeededVarMap {
+    fn initial_value(&self, shape: &candle_core::Shape, name: &str, init: Init) -> Result<Tensor> {
+        // FNV-1a of the name: stable across runs and platforms, unlike std's hasher.
+        let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let mut rng = esm3_models::init::Normal::new(self.seed ^ name_hash);
+        let n = shape.elem_count();
+        let uniform = |rng: &mut esm3_models::init::Normal, lo: f64, up: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| (lo + (up - lo) * rng.uniform()) as f32)
+                .collect()
+        };
+        let values: Vec<f32> = match init {
+            Init::Const(v) => vec![v as f32; n],
+            Init::Randn { mean, stdev } => (0..n)
+                .map(|_| (mean + stdev * f64::from(rng.sample())) as f32)
+                .collect(),
+            Init::Uniform { lo, up } => uniform(&mut rng, lo, up),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+                match dist {
+                    candle_nn::init::NormalOrUniform::Normal => (0..n)
+                        .map(|_| (std * f64::from(rng.sample())) as f32)
+                        .collect(),
+                    candle_nn::init::NormalOrUniform::Uniform => {
+                        let bound = 3f64.sqrt() * std;
+                        uniform(&mut rng, -bound, bound)
+                    }
+                }
+            }
+        };
+        Tensor::from_vec(values, shape.clone(), &Device::Cpu)
+    }
+}
+
+impl SimpleBackend for SeededVarMap {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        if !self
+            .varmap
+            .data()
+            .lock()
+            .expect("VarMap lock")
+            .contains_key(name)
+        {
+            let value = self.initial_value(&shape, name, init)?;
+            let var = Var::from_tensor(&value.to_dtype(dtype)?.to_device(dev)?)?;
+            self.varmap
+                .data()
+                .lock()
+                .expect("VarMap lock")
+                .insert(name.to_string(), var);
+        }
+        // The map's own lookup: the shape check and the error it gives.
+        self.varmap.get(shape, name, init, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> Result<Tensor> {
+        candle_core::bail!("{name}: a variable map needs the shape to create a variable")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.varmap
+            .data()
+            .lock()
+            .expect("VarMap lock")
+            .contains_key(name)
+    }
+}
 
 /// One model of a trainable set (the trunk alone; or the VQ-VAE's encoder and decoder), stored
 /// under `prefix` in the shared `VarMap`.
@@ -30,6 +121,8 @@ pub struct Trainable {
     pub parts: Vec<Part>,
     pub varmap: VarMap,
     pub device: Device,
+    /// Seeds the variables created on first use (training-only heads): see [`SeededVarMap`].
+    pub init_seed: u64,
 }
 
 impl Trainable {
@@ -54,6 +147,7 @@ impl Trainable {
             }],
             varmap,
             device: device.clone(),
+            init_seed: 0,
         })
     }
 
@@ -79,6 +173,7 @@ impl Trainable {
             parts: kept,
             varmap,
             device: device.clone(),
+            init_seed: 0,
         })
     }
 
@@ -91,7 +186,7 @@ impl Trainable {
     pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Self> {
         let tensors = esm3_models::init::random_weights(&config, seed)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Self::from_tensors(config, tensors, device)
+        Ok(Self::from_tensors(config, tensors, device)?.with_init_seed(seed))
     }
 
     /// Loads a model directory (config.json + model.safetensors) as the starting point.
@@ -112,8 +207,20 @@ impl Trainable {
         Ok((model.config.clone(), tensors))
     }
 
+    /// Sets the seed of the variables created on first use; returns `self`.
+    pub fn with_init_seed(mut self, seed: u64) -> Self {
+        self.init_seed = seed;
+        self
+    }
+
+    /// Models built from this fetch every weight as a variable; one not yet in the map (a
+    /// training-only head) is created from its initialisation hint, seeded.
     pub fn var_builder(&self) -> VarBuilder<'static> {
-        VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
+        let backend: Box<dyn SimpleBackend> = Box::new(SeededVarMap {
+            varmap: self.varmap.clone(),
+            seed: self.init_seed,
+        });
+        VarBuilder::from_backend(backend, DType::F32, self.device.clone())
     }
 
     /// The variables under `prefix` (e.g. `"encoder"`) as constants: detached tensors sharing
@@ -232,5 +339,63 @@ impl Trainable {
             out.insert(name, t.to_device(&Device::Cpu)?);
         }
         write_model_dir(dir, &part.config, &out).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(seed: u64) -> Trainable {
+        // The config plays no part in creating variables.
+        let config = ModelConfig::StructureDecoder(esm3_models::config::StructureDecoderConfig {
+            d_model: 16,
+            n_heads: 2,
+            n_layers: 1,
+        });
+        Trainable::from_tensors(config, HashMap::new(), &Device::Cpu)
+            .unwrap()
+            .with_init_seed(seed)
+    }
+
+    fn draw(t: &Trainable, names: &[&str]) -> Vec<Vec<f32>> {
+        let vb = t.var_builder();
+        names
+            .iter()
+            .map(|n| {
+                vb.get_with_hints((4, 8), n, candle_nn::init::DEFAULT_KAIMING_NORMAL)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_variables_are_seeded_by_name_not_by_order() {
+        let a = draw(&fresh(5), &["training.head.weight", "training.proj.weight"]);
+        let b = draw(&fresh(5), &["training.proj.weight", "training.head.weight"]);
+        assert_eq!(a[0], b[1]);
+        assert_eq!(a[1], b[0]);
+        assert_ne!(a[0], a[1], "two names, two draws");
+        let other_seed = draw(&fresh(6), &["training.head.weight"]);
+        assert_ne!(a[0], other_seed[0]);
+        // Kaiming normal (fan in 8, gain √2): standard deviation 0.5.
+        let n = a[0].len() as f32;
+        let var = a[0].iter().map(|v| v * v).sum::<f32>() / n;
+        assert!(var > 0.05 && var < 1.0, "variance {var}");
+    }
+
+    #[test]
+    fn an_existing_variable_is_returned_and_a_wrong_shape_refused() {
+        let t = fresh(1);
+        let first = draw(&t, &["training.head.weight"]);
+        assert_eq!(draw(&t, &["training.head.weight"]), first);
+        let vb = t.var_builder();
+        assert!(vb
+            .get_with_hints((3, 8), "training.head.weight", Init::Const(0.0))
+            .is_err());
     }
 }

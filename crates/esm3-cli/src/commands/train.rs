@@ -43,8 +43,9 @@ pub struct EvaluateArgs {
     /// `--fold-steps` says) whose mean pLDDT / pTM are reported.
     #[arg(long, default_value_t = 8)]
     pub generations: usize,
-    /// Iterative-unmasking steps when folding from sequence. 1 = argmax at every position in one
-    /// forward (the default: 8 steps scored lower fold LDDT-Cα on the bundled model's valid split).
+    /// Steps of the pipeline's iterative unmasking (as `esm3 fold`: entropy order, temperature
+    /// 0) when folding from sequence. 1 = argmax at every position in one forward (the default:
+    /// 8 steps scored lower fold LDDT-Cα on the bundled model's valid split).
     #[arg(long, default_value_t = 1)]
     pub fold_steps: usize,
     #[arg(long, default_value_t = 0)]
@@ -126,7 +127,7 @@ fn run_trunk(args: RunArgs) -> Result<()> {
     prepare_out(&args)?;
     let device = training_device();
     let model = match &args.init {
-        Some(dir) => Trainable::from_model_dir(dir, &device)?,
+        Some(dir) => Trainable::from_model_dir(dir, &device)?.with_init_seed(config.run.seed),
         None => {
             let Some(m) = &config.model else {
                 bail!("{}: a [model] section is needed to train from scratch (or pass --init MODEL_DIR)", args.config.display())

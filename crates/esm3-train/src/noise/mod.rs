@@ -227,35 +227,11 @@ impl Labels {
 }
 
 fn validate(protein: &TrainingProtein) -> Result<Labels> {
-    let bad = |m: String| Err(NoiseError::Protein(m));
-    let mut sequence = Vec::with_capacity(protein.sequence.len());
-    for (k, c) in protein.sequence.chars().enumerate() {
-        match seq_vocab::char_id(c) {
-            Some(id) if (4..=28).contains(&id) => sequence.push(id as i64),
-            _ => {
-                return bad(format!(
-                    "sequence character {c:?} at position {} (1-based) is not a residue letter \
-                     (expected one of LAGVSERTIDPKQNFYMHWCXBUZO)",
-                    k + 1
-                ))
-            }
-        }
-    }
+    let sequence = sequence_ids(&protein.sequence)?;
     let n = sequence.len();
-    if n == 0 {
-        return bad("empty sequence".into());
-    }
-    let check_len = |name: &str, got: usize| -> Result<()> {
-        if got != n {
-            return Err(NoiseError::Protein(format!(
-                "`{name}` has {got} entries but the sequence has {n} residues"
-            )));
-        }
-        Ok(())
-    };
     let coords = match &protein.backbone {
         Some(b) => {
-            check_len("backbone", b.len())?;
+            check_len("backbone", b.len(), n)?;
             Some(
                 b.iter()
                     .map(|r| r.iter().flatten().all(|v| v.is_finite()).then_some(*r))
@@ -265,46 +241,16 @@ fn validate(protein: &TrainingProtein) -> Result<Labels> {
         None => None,
     };
     let structure = match &protein.structure_tokens {
-        Some(t) => {
-            check_len("structure_tokens", t.len())?;
-            // A code for an unresolved residue is the tokenizer's "no coordinates" code, not a
-            // structure label.
-            Some(
-                t.iter()
-                    .enumerate()
-                    .map(|(k, &v)| {
-                        let resolved = coords.as_ref().is_none_or(|c| c[k].is_some());
-                        if (0..vocab::STRUCTURE_LOGITS as i64).contains(&v) && resolved {
-                            v
-                        } else {
-                            IGNORE
-                        }
-                    })
-                    .collect(),
-            )
-        }
+        Some(t) => Some(structure_labels(t, coords.as_deref(), n)?),
         None => None,
     };
     let ss8 = match &protein.ss8 {
-        Some(s) => {
-            let cleaned: String = s
-                .chars()
-                .map(|c| match c {
-                    ' ' | '-' => 'C',
-                    'X' | '?' => ss8_vocab::MASK_CHAR,
-                    c => c,
-                })
-                .collect();
-            check_len("ss8", cleaned.chars().count())?;
-            let ids =
-                ss8_vocab::encode(&cleaned).map_err(|e| NoiseError::Protein(e.to_string()))?;
-            Some(ids[1..ids.len() - 1].iter().map(|&v| v as i64).collect())
-        }
+        Some(s) => Some(ss8_labels(s, n)?),
         None => None,
     };
     let sasa = match &protein.sasa {
         Some(v) => {
-            check_len("sasa", v.len())?;
+            check_len("sasa", v.len(), n)?;
             let opt: Vec<Option<f32>> = v.iter().map(|&x| (!x.is_nan()).then_some(x)).collect();
             let ids = sasa_vocab::encode(&opt).map_err(|e| NoiseError::Protein(e.to_string()))?;
             Some(ids[1..ids.len() - 1].iter().map(|&v| v as i64).collect())
@@ -313,44 +259,24 @@ fn validate(protein: &TrainingProtein) -> Result<Labels> {
     };
     let function = match &protein.function_tokens {
         Some(f) => {
-            check_len("function_tokens", f.len())?;
-            for (k, row) in f.iter().enumerate() {
-                if let Some(v) = row
-                    .iter()
-                    .find(|v| !(0..vocab::FUNCTION as i64).contains(v))
-                {
-                    return bad(format!(
-                        "function token {v} at residue {} (1-based) is outside 0..{}",
-                        k + 1,
-                        vocab::FUNCTION
-                    ));
-                }
-            }
+            check_len("function_tokens", f.len(), n)?;
+            check_ids(f, vocab::FUNCTION, "function token")?;
             Some(f.clone())
         }
         None => None,
     };
     let residue = match &protein.residue_annotations {
         Some(r) => {
-            check_len("residue_annotations", r.len())?;
-            let mut out = Vec::with_capacity(n);
-            for (k, labels) in r.iter().enumerate() {
-                if let Some(v) = labels
-                    .iter()
-                    .find(|v| !(0..vocab::RESIDUE as i64).contains(v))
-                {
-                    return bad(format!(
-                        "residue annotation {v} at residue {} (1-based) is outside 0..{}",
-                        k + 1,
-                        vocab::RESIDUE
-                    ));
-                }
+            check_len("residue_annotations", r.len(), n)?;
+            check_ids(r, vocab::RESIDUE, "residue annotation")?;
+            // Each residue's labels as a set: empty slots (0) and repeats dropped, sorted.
+            let sets = r.iter().map(|labels| {
                 let mut l: Vec<i64> = labels.iter().copied().filter(|&v| v != 0).collect();
                 l.sort_unstable();
                 l.dedup();
-                out.push(l);
-            }
-            Some(out)
+                l
+            });
+            Some(sets.collect())
         }
         None => None,
     };
@@ -363,6 +289,88 @@ fn validate(protein: &TrainingProtein) -> Result<Labels> {
         function,
         residue,
     })
+}
+
+/// Sequence ids of the residue letters; anything else is an error naming its position.
+fn sequence_ids(sequence: &str) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(sequence.len());
+    for (k, c) in sequence.chars().enumerate() {
+        match seq_vocab::char_id(c) {
+            Some(id) if (4..=28).contains(&id) => ids.push(id as i64),
+            _ => {
+                return Err(NoiseError::Protein(format!(
+                    "sequence character {c:?} at position {} (1-based) is not a residue letter \
+                     (expected one of LAGVSERTIDPKQNFYMHWCXBUZO)",
+                    k + 1
+                )))
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(NoiseError::Protein("empty sequence".into()));
+    }
+    Ok(ids)
+}
+
+/// A per-residue track must have one entry per residue.
+fn check_len(name: &str, got: usize, n: usize) -> Result<()> {
+    if got != n {
+        return Err(NoiseError::Protein(format!(
+            "`{name}` has {got} entries but the sequence has {n} residues"
+        )));
+    }
+    Ok(())
+}
+
+/// Every id of every residue's row in `0..limit`, else an error naming the residue.
+fn check_ids<R: AsRef<[i64]>>(rows: &[R], limit: usize, what: &str) -> Result<()> {
+    for (k, row) in rows.iter().enumerate() {
+        if let Some(v) = row.as_ref().iter().find(|v| !(0..limit as i64).contains(v)) {
+            return Err(NoiseError::Protein(format!(
+                "{what} {v} at residue {} (1-based) is outside 0..{limit}",
+                k + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Structure labels: a code for an unresolved residue is the tokenizer's "no coordinates" code,
+/// not a structure label, so it is [`IGNORE`]d, as is any id outside the structure logits.
+fn structure_labels(
+    tokens: &[i64],
+    coords: Option<&[Option<[[f32; 3]; 3]>]>,
+    n: usize,
+) -> Result<Vec<i64>> {
+    check_len("structure_tokens", tokens.len(), n)?;
+    Ok(tokens
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            let resolved = coords.is_none_or(|c| c[k].is_some());
+            if (0..vocab::STRUCTURE_LOGITS as i64).contains(&v) && resolved {
+                v
+            } else {
+                IGNORE
+            }
+        })
+        .collect())
+}
+
+/// SS8 ids of a DSSP string, with the blanks DSSP writes for coil (' ', '-') read as C and
+/// unknowns ('X', '?') as mask.
+fn ss8_labels(ss8: &str, n: usize) -> Result<Vec<i64>> {
+    let cleaned: String = ss8
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => 'C',
+            'X' | '?' => ss8_vocab::MASK_CHAR,
+            c => c,
+        })
+        .collect();
+    check_len("ss8", cleaned.chars().count(), n)?;
+    let ids = ss8_vocab::encode(&cleaned).map_err(|e| NoiseError::Protein(e.to_string()))?;
+    Ok(ids[1..ids.len() - 1].iter().map(|&v| v as i64).collect())
 }
 
 /// Dropout else schedule mask over `n` residue positions (spec §1.2–1.3).

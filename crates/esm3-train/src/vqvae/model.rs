@@ -445,28 +445,21 @@ impl VqVae {
             Stage::Two { .. } => z.detach(),
         };
         let q = self.codebook.quantize(&z, &valid_latent)?;
+        let valid_codes: Vec<u32> = q
+            .codes
+            .iter()
+            .zip(&valid_latent)
+            .filter(|(_, &v)| v)
+            .map(|(&c, _)| c)
+            .collect();
+        let usage = super::codebook::usage_stats(&valid_codes, self.config.encoder.n_codes);
         let codebook_inputs = match stage {
             Stage::One => CodebookInputs {
                 latents: valid_rows(&z, &valid_latent)?,
-                codes: q
-                    .codes
-                    .iter()
-                    .zip(&valid_latent)
-                    .filter(|(_, &v)| v)
-                    .map(|(&c, _)| c)
-                    .collect(),
+                codes: valid_codes,
             },
             Stage::Two { .. } => CodebookInputs::default(),
         };
-        let usage = super::codebook::usage_stats(
-            &q.codes
-                .iter()
-                .zip(&valid_latent)
-                .filter(|(_, &v)| v)
-                .map(|(&c, _)| c)
-                .collect::<Vec<_>>(),
-            self.config.encoder.n_codes,
-        );
         let (x, seq_id) = match stage {
             Stage::One => self.decoder_input(batch, &q.codes, Some(&q.z_q))?,
             Stage::Two { .. } => self.decoder_input(batch, &q.codes, None)?,
@@ -478,62 +471,23 @@ impl VqVae {
             .narrow(1, 1, l)?;
 
         let truth = TrueBackbone::new(b, l, &batch.coords, &batch.mask, &batch.residue_index);
-        let f32_ = DType::F32;
-        let dev = &self.device;
-        let true_coords = truth.coords_tensor(f32_, dev)?;
-        let mask = truth.mask_tensor(f32_, dev)?;
-        let bonded = truth.bonded_tensor(f32_, dev)?;
-        let pred = backbone_from_affine(&self.decoder.affine_projection(&h).map_err(wrap)?)?;
-        let bb_pred = pred.atoms;
-        let distance = losses::backbone_distance_loss(&bb_pred, &true_coords, &mask)?;
-        let direction = losses::backbone_direction_loss(&bb_pred, &true_coords, &mask, &bonded)?;
-        let pair = self.decoder.pairwise_logits(&h).map_err(wrap)?;
-        let pair_mask = bool_tensor(&truth.pair_mask(), (b, l, l), f32_, dev)?;
-        let labels = |v: Vec<u32>, shape: &[usize]| Tensor::from_vec(v, shape, dev);
-        let distogram = losses::distogram_loss(
-            &pair,
-            &labels(truth.distogram_labels(), &[b, l, l])?,
-            &pair_mask,
-        )?;
-        let binned_direction = losses::binned_direction_loss(
-            &pair,
-            &labels(truth.direction_labels(), &[b, l, l, 6])?,
-            &pair_mask,
-        )?;
-        let mut total = ((&distance * w.distance)?
-            + (&direction * w.direction)?
-            + (&distogram * w.distogram)?
-            + (&binned_direction * w.binned_direction)?)?;
+        let g = self.geometry_losses(&h, &truth)?;
+        let mut total = ((&g.distance * w.distance)?
+            + (&g.direction * w.direction)?
+            + (&g.distogram * w.distogram)?
+            + (&g.binned_direction * w.binned_direction)?)?;
         let (mut inverse_folding, mut commitment, mut plddt, mut pae) = (None, None, None, None);
         if stage == Stage::One {
-            let logits = self.inverse_folding.forward(&h)?.to_dtype(f32_)?;
-            let if_mask: Vec<bool> = (0..b * l)
-                .map(|g| truth.valid[g] && losses::is_canonical_residue(batch.sequence[g]))
-                .collect();
-            let if_loss = losses::masked_cross_entropy(
-                &logits,
-                &labels(batch.sequence.clone(), &[b, l])?,
-                &bool_tensor(&if_mask, (b, l), f32_, dev)?,
-            )?;
+            let if_loss = self.inverse_folding_loss(&h, &truth, batch)?;
             total = (total + (&if_loss * w.inverse_folding)?)?;
-            let c = q.commitment_mse.to_dtype(f32_)?;
+            let c = q.commitment_mse.to_dtype(DType::F32)?;
             total = (total + (&c * self.config.codebook.commitment_weight)?)?;
             inverse_folding = Some(if_loss);
             commitment = Some(c);
         }
-        let pred_host = host_backbone(&bb_pred)?;
+        let pred_host = host_backbone(&g.bb_pred)?;
         if let Stage::Two { confidence: true } = stage {
-            let (pl_labels, pl_mask) = truth.plddt_labels(&pred_host);
-            let pl = losses::masked_cross_entropy(
-                &self.decoder.plddt_logits(&h).map_err(wrap)?,
-                &labels(pl_labels, &[b, l])?,
-                &bool_tensor(&pl_mask, (b, l), f32_, dev)?,
-            )?;
-            let pa = losses::pae_loss(
-                &pair,
-                &labels(truth.aligned_error_labels(&pred_host), &[b, l, l])?,
-                &pair_mask,
-            )?;
+            let (pl, pa) = self.confidence_losses(&h, &truth, &g, &pred_host)?;
             total = ((total + (&pl * w.plddt)?)? + (&pa * w.pae)?)?;
             plddt = Some(pl);
             pae = Some(pa);
@@ -541,25 +495,25 @@ impl VqVae {
         let mut values = BTreeMap::new();
         for (name, t) in [
             ("total", Some(&total)),
-            ("distance", Some(&distance)),
-            ("direction", Some(&direction)),
-            ("binned_direction", Some(&binned_direction)),
-            ("distogram", Some(&distogram)),
+            ("distance", Some(&g.distance)),
+            ("direction", Some(&g.direction)),
+            ("binned_direction", Some(&g.binned_direction)),
+            ("distogram", Some(&g.distogram)),
             ("inverse_folding", inverse_folding.as_ref()),
             ("commitment", commitment.as_ref()),
             ("plddt", plddt.as_ref()),
             ("pae", pae.as_ref()),
         ] {
             if let Some(t) = t {
-                values.insert(name, t.to_dtype(f32_)?.to_scalar::<f32>()?);
+                values.insert(name, t.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             }
         }
         Ok(VqVaeLosses {
             total,
-            distance,
-            direction,
-            binned_direction,
-            distogram,
+            distance: g.distance,
+            direction: g.direction,
+            binned_direction: g.binned_direction,
+            distogram: g.distogram,
             inverse_folding,
             commitment,
             plddt,
@@ -568,9 +522,88 @@ impl VqVae {
             metrics: reconstruction_metrics(&truth, &pred_host),
             usage,
             codebook_inputs,
-            bb_pred,
+            bb_pred: g.bb_pred,
             codes: q.codes,
         })
+    }
+
+    /// The geometric losses of every stage, from the decoder's hidden states `h` `[B, L, d]`.
+    fn geometry_losses(&self, h: &Tensor, truth: &TrueBackbone) -> Result<GeometryLosses> {
+        let (b, l) = (truth.batch, truth.len);
+        let (f32_, dev) = (DType::F32, &self.device);
+        let true_coords = truth.coords_tensor(f32_, dev)?;
+        let mask = truth.mask_tensor(f32_, dev)?;
+        let bonded = truth.bonded_tensor(f32_, dev)?;
+        let pred = backbone_from_affine(&self.decoder.affine_projection(h).map_err(wrap)?)?;
+        let bb_pred = pred.atoms;
+        let distance = losses::backbone_distance_loss(&bb_pred, &true_coords, &mask)?;
+        let direction = losses::backbone_direction_loss(&bb_pred, &true_coords, &mask, &bonded)?;
+        let pair = self.decoder.pairwise_logits(h).map_err(wrap)?;
+        let pair_mask = bool_tensor(&truth.pair_mask(), (b, l, l), f32_, dev)?;
+        let distogram = losses::distogram_loss(
+            &pair,
+            &Tensor::from_vec(truth.distogram_labels(), (b, l, l), dev)?,
+            &pair_mask,
+        )?;
+        let binned_direction = losses::binned_direction_loss(
+            &pair,
+            &Tensor::from_vec(truth.direction_labels(), (b, l, l, 6), dev)?,
+            &pair_mask,
+        )?;
+        Ok(GeometryLosses {
+            bb_pred,
+            pair,
+            pair_mask,
+            distance,
+            direction,
+            distogram,
+            binned_direction,
+        })
+    }
+
+    /// Stage 1's inverse-folding head: cross-entropy of the true residue at every valid
+    /// position with a canonical residue.
+    fn inverse_folding_loss(
+        &self,
+        h: &Tensor,
+        truth: &TrueBackbone,
+        batch: &VqVaeBatch,
+    ) -> Result<Tensor> {
+        let (b, l) = (batch.batch, batch.len);
+        let logits = self.inverse_folding.forward(h)?.to_dtype(DType::F32)?;
+        let if_mask: Vec<bool> = (0..b * l)
+            .map(|g| truth.valid[g] && losses::is_canonical_residue(batch.sequence[g]))
+            .collect();
+        losses::masked_cross_entropy(
+            &logits,
+            &Tensor::from_vec(batch.sequence.clone(), (b, l), &self.device)?,
+            &bool_tensor(&if_mask, (b, l), DType::F32, &self.device)?,
+        )
+    }
+
+    /// Stage 2's confidence heads against the errors of the prediction `pred_host`: pLDDT
+    /// and PAE cross-entropies.
+    fn confidence_losses(
+        &self,
+        h: &Tensor,
+        truth: &TrueBackbone,
+        g: &GeometryLosses,
+        pred_host: &[[P3; 3]],
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, l) = (truth.batch, truth.len);
+        let dev = &self.device;
+        let (pl_labels, pl_mask) = truth.plddt_labels(pred_host);
+        let pl = losses::masked_cross_entropy(
+            &self.decoder.plddt_logits(h).map_err(wrap)?,
+            &Tensor::from_vec(pl_labels, (b, l), dev)?,
+            &bool_tensor(&pl_mask, (b, l), DType::F32, dev)?,
+        )?;
+        let pa = losses::pae_loss(
+            &g.pair,
+            &Tensor::from_vec(truth.aligned_error_labels(pred_host), (b, l, l), dev)?,
+            &g.pair_mask,
+        )?;
+        Ok((pl, pa))
     }
 
     /// The decoder's token-embedding table `[4101, d_model]` with rows 0..n_codes replaced by
@@ -591,6 +624,17 @@ impl VqVae {
 }
 
 /// The rows of `z` `[n, d]` marked valid, detached, on the host.
+/// The predicted backbone, pair logits and geometric losses of one batch.
+struct GeometryLosses {
+    bb_pred: Tensor,
+    pair: Tensor,
+    pair_mask: Tensor,
+    distance: Tensor,
+    direction: Tensor,
+    distogram: Tensor,
+    binned_direction: Tensor,
+}
+
 fn valid_rows(z: &Tensor, valid: &[bool]) -> Result<Vec<Vec<f32>>> {
     let all = z
         .detach()

@@ -135,7 +135,7 @@ pub fn vqvae_trainable(
             ]
         }
     };
-    Ok(Trainable::from_parts(parts, device)?)
+    Ok(Trainable::from_parts(parts, device)?.with_init_seed(config.run.seed))
 }
 
 fn part(prefix: &str, config: ModelConfig) -> Part {
