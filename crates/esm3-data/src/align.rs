@@ -161,6 +161,8 @@ fn extend(p: Path, matched: bool) -> Path {
 
 /// Smith–Waterman restricted to cells with `j - i` within `half_width` of `diagonal`
 /// (`i` indexes `a`, `j` indexes `b`; both encoded with [`encode`]). Cost `len(a) × (2w+1)`.
+/// Long because the fill and the traceback share the band's index arithmetic (row `i`, band
+/// offset `j − i − diagonal + w`); split, that arithmetic would be written twice.
 pub fn local_align_banded(a: &[u8], b: &[u8], diagonal: isize, half_width: usize) -> Alignment {
     let (n, m) = (a.len() as isize, b.len() as isize);
     let w = half_width as isize;

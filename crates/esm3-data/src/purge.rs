@@ -117,6 +117,56 @@ pub struct PurgeHit {
     pub evalue: f64,
 }
 
+/// A query's candidate target: (ungapped score, seed hits in the best window, target, diagonal).
+type PurgeCandidate = (i32, u32, u32, i32);
+
+/// The targets whose densest diagonal window has enough seed hits and, on the best of up to 8
+/// of that window's diagonals, a high enough ungapped score.
+fn query_candidates(
+    a: &[u8],
+    by_target: impl IntoIterator<Item = (u32, Vec<i64>)>,
+    enc_targets: &[Vec<u8>],
+    params: &PurgeParams,
+) -> Vec<PurgeCandidate> {
+    let window = params.diagonal_window as i64;
+    let mut cands = Vec::new();
+    for (t, diags) in by_target {
+        let (best, best_lo, best_hi) = densest_window(&diags, window);
+        if (best as u32) < params.min_diagonal_hits {
+            continue;
+        }
+        let b = &enc_targets[t as usize];
+        let mut ds: Vec<i64> = diags[best_lo..=best_hi].to_vec();
+        ds.dedup();
+        let step = ds.len().div_ceil(8);
+        let (mut u, mut ud) = (0, diags[(best_lo + best_hi) / 2]);
+        for &d in ds.iter().step_by(step.max(1)) {
+            let s = ungapped_score(a, b, d as isize);
+            if s > u {
+                (u, ud) = (s, d);
+            }
+        }
+        if u >= params.min_ungapped_score {
+            cands.push((u, best as u32, t, ud as i32));
+        }
+    }
+    cands
+}
+
+/// Which candidates to align, in order: two rankings, each giving up to `max` candidates. The
+/// best ungapped segment finds short, strong similarities; the seed-hit count finds long, gapped
+/// ones whose every ungapped piece is weak (mmseqs2 found a 39 %-identity pair over 374 columns
+/// that ranked below 40 others by ungapped score).
+fn pick_candidates(cands: &[PurgeCandidate], max: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_unstable_by_key(|&i| (std::cmp::Reverse(cands[i].0), cands[i].2));
+    let mut picked: Vec<usize> = order[..order.len().min(max)].to_vec();
+    order.sort_unstable_by_key(|&i| (std::cmp::Reverse(cands[i].1), cands[i].2));
+    let mut seen: HashSet<usize> = picked.iter().copied().collect();
+    picked.extend(order.iter().copied().filter(|i| seen.insert(*i)).take(max));
+    picked
+}
+
 /// For every query, the first target it is linked to (if any) under `link`'s rule; E-values are
 /// over `search_space` residues (the clustering uses all residues of the dataset).
 pub fn search(
@@ -136,8 +186,6 @@ pub fn search(
     let index = SeedIndex::new(&target_seeds, per_seed as usize * seeds.len().max(1));
     drop(target_seeds);
     let enc_targets: Vec<Vec<u8>> = targets.par_iter().map(|s| encode(s)).collect();
-    let window = params.diagonal_window as i64;
-
     let results: Vec<(Option<PurgeHit>, u64, u64, u64)> = queries
         .par_iter()
         .map(|q| {
@@ -148,46 +196,9 @@ pub fn search(
                 params.min_diagonal_hits,
                 |_| true,
             );
-            // (ungapped score, seed hits in the best window, target, diagonal)
-            let mut cands: Vec<(i32, u32, u32, i32)> = Vec::new();
-            for (t, diags) in by_target {
-                let (best, best_lo, best_hi) = densest_window(&diags, window);
-                if best as u32 >= params.min_diagonal_hits {
-                    let b = &enc_targets[t as usize];
-                    // Ungapped score on every distinct diagonal of the window (≤ 8 tried).
-                    let mut ds: Vec<i64> = diags[best_lo..=best_hi].to_vec();
-                    ds.dedup();
-                    let step = ds.len().div_ceil(8);
-                    let (mut u, mut ud) = (0, diags[(best_lo + best_hi) / 2]);
-                    for &d in ds.iter().step_by(step.max(1)) {
-                        let s = ungapped_score(&a, b, d as isize);
-                        if s > u {
-                            (u, ud) = (s, d);
-                        }
-                    }
-                    if u >= params.min_ungapped_score {
-                        cands.push((u, best as u32, t, ud as i32));
-                    }
-                }
-            }
+            let cands = query_candidates(&a, by_target, &enc_targets, params);
             let n_cands = cands.len() as u64;
-            // Two rankings, each giving up to `max_alignments_per_query` candidates: the best
-            // ungapped segment finds short, strong similarities; the seed-hit count finds long,
-            // gapped ones whose every ungapped piece is weak (mmseqs2 found a 39 %-identity pair
-            // over 374 columns that ranked below 40 others by ungapped score).
-            let mut order: Vec<usize> = (0..cands.len()).collect();
-            order.sort_unstable_by_key(|&i| (std::cmp::Reverse(cands[i].0), cands[i].2));
-            let mut picked: Vec<usize> =
-                order[..order.len().min(params.max_alignments_per_query)].to_vec();
-            order.sort_unstable_by_key(|&i| (std::cmp::Reverse(cands[i].1), cands[i].2));
-            let mut seen: HashSet<usize> = picked.iter().copied().collect();
-            picked.extend(
-                order
-                    .iter()
-                    .copied()
-                    .filter(|i| seen.insert(*i))
-                    .take(params.max_alignments_per_query),
-            );
+            let picked = pick_candidates(&cands, params.max_alignments_per_query);
             let mut aligned = 0u64;
             let mut found = None;
             for &(_, _, t, d) in picked.iter().map(|&i| &cands[i]) {

@@ -66,6 +66,9 @@ fn trunk_block(s: &mut Schema, prefix: &str, d: usize) {
     add(s, format!("{prefix}.ffn.3.weight"), &[d, h]);
 }
 
+/// Every tensor name and shape of a model type, in the reference's `state_dict` order.
+/// Long because it is that list, one model type an arm: split, the names the loaders must match
+/// would be spread over several functions.
 pub fn schema(config: &ModelConfig) -> Schema {
     let mut s = Schema::new();
     match config {

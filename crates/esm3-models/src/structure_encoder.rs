@@ -238,73 +238,28 @@ impl StructureTokenEncoder {
     /// frames and the neighbour graph, which carry no gradient), so training can apply the
     /// straight-through estimator and commitment loss to it.
     pub fn latents(&self, input: &StructureEncoderInput) -> Result<EncoderLatents> {
-        let coords = &input.coords;
-        if coords.shape.len() != 4 || coords.shape[2] < 3 || coords.shape[3] != 3 {
-            return Err(ModelError::Input(format!(
-                "`coords` has shape {:?}, expected [B, L, A, 3] with A ≥ 3 atoms (N, CA, C first)",
-                coords.shape
-            )));
-        }
-        let (b, l, atoms) = (coords.shape[0], coords.shape[1], coords.shape[2]);
-        if b == 0 || l == 0 {
-            return Err(ModelError::Input(format!(
-                "empty input: batch {b}, length {l}"
-            )));
-        }
-        let per_position = |name: &str, a: &Option<HostArray<i64>>| -> Result<Option<Vec<i64>>> {
-            a.as_ref()
-                .map(|a| {
-                    expect_shape(name, &a.shape, &[Some(b), Some(l)])?;
-                    Ok(a.data.clone())
-                })
-                .transpose()
-        };
-        let is_real: Vec<bool> = per_position("attention_mask", &input.attention_mask)?
-            .map_or_else(
-                || vec![true; b * l],
-                |m| m.iter().map(|&v| v != 0).collect(),
-            );
-        let sequence_id =
-            per_position("sequence_id", &input.sequence_id)?.unwrap_or_else(|| vec![0; b * l]);
-        let residue_index = per_position("residue_index", &input.residue_index)?;
-
-        let backbone: Vec<[Vec3; 3]> = (0..b * l)
-            .map(|r| {
-                let at = |a: usize| {
-                    let o = (r * atoms + a) * 3;
-                    [coords.data[o], coords.data[o + 1], coords.data[o + 2]]
-                };
-                [at(0), at(1), at(2)]
-            })
-            .collect();
-        let mut frames: Vec<Frame> = Vec::with_capacity(b * l);
-        let mut has_frame: Vec<bool> = Vec::with_capacity(b * l);
-        for row in backbone.chunks(l) {
-            let (f, m) = backbone_frames(row);
-            frames.extend(f);
-            has_frame.extend(m);
-        }
-        let ca: Vec<Vec3> = backbone.iter().map(|bb| bb[1]).collect();
-        let edges = knn_edges(b, l, &ca, &has_frame, &is_real, &sequence_id)?;
-        let e = edges[0].len();
-
-        // Neighbourhoods as mini-sequences: [B·L, E] frames, masks, ids, embedding rows.
+        let g = EncoderGeometry::new(input)?;
+        let (b, l) = (g.batch, g.len);
+        let ca: Vec<Vec3> = g.backbone.iter().map(|bb| bb[1]).collect();
+        let edges = knn_edges(b, l, &ca, &g.has_frame, &g.is_real, &g.sequence_id)?;
+        let nb = Neighbourhoods::gather(&edges, &g);
         let n = b * l;
-        let mut nb_frames = Vec::with_capacity(n * e);
-        let mut nb_mask = Vec::with_capacity(n * e);
-        let mut nb_seq = Vec::with_capacity(n * e);
-        let mut rel_rows = Vec::with_capacity(n * e);
-        for (q, nbrs) in edges.iter().enumerate() {
-            let row = (q / l) * l;
-            let number = |j: usize| residue_index.as_ref().map_or(j as i64, |r| r[row + j]);
-            let query_number = number(nbrs[0]);
-            for &j in nbrs {
-                nb_frames.push(frames[row + j]);
-                nb_mask.push(has_frame[row + j]);
-                nb_seq.push(sequence_id[row + j]);
-                rel_rows.push(relative_position_row(query_number, number(j)));
-            }
-        }
+        // [B·L, d]; frameless residues get z = 0 (a select, not a product, so no NaN leaks).
+        let z = self.encode_neighbourhoods(&nb, n)?;
+        let keep: Vec<u8> = g.has_frame.iter().map(|&m| u8::from(m)).collect();
+        let keep = Tensor::from_vec(keep, (n, 1), &self.device)?.broadcast_as(z.shape())?;
+        let z = keep.where_cond(&z, &z.zeros_like()?)?;
+        let z = self.pre_vq_proj.forward(&z)?.to_dtype(DType::F32)?; // [B·L, d_out]
+        Ok(EncoderLatents {
+            z: z.reshape((b, l, self.config.d_out))?,
+            has_frame: g.has_frame,
+        })
+    }
+
+    /// Each residue's neighbourhood through the transformer as a mini-sequence, in chunks of
+    /// at most [`CHUNK_BYTES`] of attention; returns the query slot's output `[n, d]`.
+    fn encode_neighbourhoods(&self, nb: &Neighbourhoods, n: usize) -> Result<Tensor> {
+        let e = nb.width;
         let d = self.config.d_model;
         let chunk = (CHUNK_BYTES / (e * 8 * d * 4)).max(1);
         let chain_id = vec![0i64; chunk.min(n) * e];
@@ -316,13 +271,13 @@ impl StructureTokenEncoder {
             let geo = GeometryContext::from_frames(
                 m,
                 e,
-                &nb_frames[span.clone()],
-                &nb_mask[span.clone()],
-                Some(&nb_seq[span.clone()]),
+                &nb.frames[span.clone()],
+                &nb.mask[span.clone()],
+                Some(&nb.sequence_id[span.clone()]),
                 &chain_id[..m * e],
                 &self.device,
             )?;
-            let rows = Tensor::from_slice(&rel_rows[span], (m, e), &self.device)?;
+            let rows = Tensor::from_slice(&nb.relative_rows[span], (m, e), &self.device)?;
             let x = self
                 .relative_position
                 .forward(&rows)?
@@ -332,16 +287,7 @@ impl StructureTokenEncoder {
             slots.push(out.last.narrow(1, 0, 1)?.squeeze(1)?);
             start += m;
         }
-        // [B·L, d]; frameless residues get z = 0 (a select, not a product, so no NaN leaks).
-        let z = Tensor::cat(&slots, 0)?;
-        let keep: Vec<u8> = has_frame.iter().map(|&m| u8::from(m)).collect();
-        let keep = Tensor::from_vec(keep, (n, 1), &self.device)?.broadcast_as(z.shape())?;
-        let z = keep.where_cond(&z, &z.zeros_like()?)?;
-        let z = self.pre_vq_proj.forward(&z)?.to_dtype(DType::F32)?; // [B·L, d_out]
-        Ok(EncoderLatents {
-            z: z.reshape((b, l, self.config.d_out))?,
-            has_frame,
-        })
+        Ok(Tensor::cat(&slots, 0)?)
     }
 
     fn nearest_codes(&self, z: &Tensor) -> Result<Vec<u32>> {
@@ -375,6 +321,116 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> candle_core::Result<Vec<u
             best as u32
         })
         .collect())
+}
+
+/// The encoder's input, checked and unpacked per position (`B·L` rows).
+struct EncoderGeometry {
+    batch: usize,
+    len: usize,
+    is_real: Vec<bool>,
+    sequence_id: Vec<i64>,
+    residue_index: Option<Vec<i64>>,
+    backbone: Vec<[Vec3; 3]>,
+    frames: Vec<Frame>,
+    has_frame: Vec<bool>,
+}
+
+impl EncoderGeometry {
+    fn new(input: &StructureEncoderInput) -> Result<Self> {
+        let coords = &input.coords;
+        if coords.shape.len() != 4 || coords.shape[2] < 3 || coords.shape[3] != 3 {
+            return Err(ModelError::Input(format!(
+                "`coords` has shape {:?}, expected [B, L, A, 3] with A ≥ 3 atoms (N, CA, C first)",
+                coords.shape
+            )));
+        }
+        let (b, l, atoms) = (coords.shape[0], coords.shape[1], coords.shape[2]);
+        if b == 0 || l == 0 {
+            return Err(ModelError::Input(format!(
+                "empty input: batch {b}, length {l}"
+            )));
+        }
+        let per_position = |name: &str, a: &Option<HostArray<i64>>| -> Result<Option<Vec<i64>>> {
+            a.as_ref()
+                .map(|a| {
+                    expect_shape(name, &a.shape, &[Some(b), Some(l)])?;
+                    Ok(a.data.clone())
+                })
+                .transpose()
+        };
+        let is_real: Vec<bool> = per_position("attention_mask", &input.attention_mask)?
+            .map_or_else(
+                || vec![true; b * l],
+                |m| m.iter().map(|&v| v != 0).collect(),
+            );
+        let sequence_id =
+            per_position("sequence_id", &input.sequence_id)?.unwrap_or_else(|| vec![0; b * l]);
+        let residue_index = per_position("residue_index", &input.residue_index)?;
+        let backbone: Vec<[Vec3; 3]> = (0..b * l)
+            .map(|r| {
+                let at = |a: usize| {
+                    let o = (r * atoms + a) * 3;
+                    [coords.data[o], coords.data[o + 1], coords.data[o + 2]]
+                };
+                [at(0), at(1), at(2)]
+            })
+            .collect();
+        let mut frames: Vec<Frame> = Vec::with_capacity(b * l);
+        let mut has_frame: Vec<bool> = Vec::with_capacity(b * l);
+        for row in backbone.chunks(l) {
+            let (f, m) = backbone_frames(row);
+            frames.extend(f);
+            has_frame.extend(m);
+        }
+        Ok(Self {
+            batch: b,
+            len: l,
+            is_real,
+            sequence_id,
+            residue_index,
+            backbone,
+            frames,
+            has_frame,
+        })
+    }
+}
+
+/// Every residue's `width` nearest neighbours as a mini-sequence (`[B·L, width]` row-major):
+/// their frames, frame masks, sequence ids and relative-position embedding rows.
+struct Neighbourhoods {
+    width: usize,
+    frames: Vec<Frame>,
+    mask: Vec<bool>,
+    sequence_id: Vec<i64>,
+    relative_rows: Vec<u32>,
+}
+
+impl Neighbourhoods {
+    fn gather(edges: &[Vec<usize>], g: &EncoderGeometry) -> Self {
+        let l = g.len;
+        let e = edges[0].len();
+        let n = edges.len();
+        let mut nb = Self {
+            width: e,
+            frames: Vec::with_capacity(n * e),
+            mask: Vec::with_capacity(n * e),
+            sequence_id: Vec::with_capacity(n * e),
+            relative_rows: Vec::with_capacity(n * e),
+        };
+        for (q, nbrs) in edges.iter().enumerate() {
+            let row = (q / l) * l;
+            let number = |j: usize| g.residue_index.as_ref().map_or(j as i64, |r| r[row + j]);
+            let query_number = number(nbrs[0]);
+            for &j in nbrs {
+                nb.frames.push(g.frames[row + j]);
+                nb.mask.push(g.has_frame[row + j]);
+                nb.sequence_id.push(g.sequence_id[row + j]);
+                nb.relative_rows
+                    .push(relative_position_row(query_number, number(j)));
+            }
+        }
+        nb
+    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,9 @@ impl CustomOp3 for AttentionOp {
         Ok((CpuStorage::F32(out), Shape::from((batch, l, width))))
     }
 
+    /// The softmax-attention backward per head: P recomputed, dV = Pᵀ·dO, dP = dO·Vᵀ,
+    /// dS = P ∘ (dP − rowsum(P ∘ dP)), dQ = s·dS·K, dK = s·dSᵀ·Q. Long because each of its four
+    /// GEMM calls spells out thirteen arguments, one a line; the steps share the head's buffers.
     fn bwd(
         &self,
         q_t: &Tensor,

@@ -30,6 +30,9 @@ pub struct AttentionShape {
 /// `softmax(scale · q·kᵀ + mask) · v`, returned as `[batch, len, heads · d_head]`.
 ///
 /// `mask`, if given, is additive `[batch, len, len]` (0 or −∞), shared by all heads.
+///
+/// Long because its two GEMM calls spell out thirteen arguments each and the softmax between
+/// them works on the head's buffers in place.
 pub fn attention_core(
     gemm: &dyn crate::blas::Gemm,
     shape: AttentionShape,

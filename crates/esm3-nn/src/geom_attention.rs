@@ -82,6 +82,9 @@ impl GeometricAttention {
         })
     }
 
+    /// Long because it follows the reference's `GeometricReasoningOriginalImpl.forward`
+    /// (`esm/layers/geom_attention.py`) line for line, so a parity bug is found by reading the
+    /// two side by side.
     pub fn forward(&self, x: &Tensor, geo: &GeometryContext) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let v = self.v_heads;

@@ -102,6 +102,10 @@ pub struct GeomGrads {
 ///
 /// Why by hand: composed, the backward of the pairwise `[L, L, 3]` differences and their
 /// reductions was a quarter of a trunk training step (8 × 128 residues, one geometric layer).
+///
+/// Long because it is one pass: every gradient of a (query, key) pair is accumulated where the
+/// pair's forward intermediates are recomputed, which is what makes it faster than the composed
+/// backward; split, each part would recompute or store `[L, L, 3]` intermediates.
 pub fn geometric_attention_backward(g: &GeomInputs, d_out: &[f32]) -> GeomGrads {
     let (b, v, l) = (g.batch, g.heads, g.len);
     let n = b * v * l * 3;

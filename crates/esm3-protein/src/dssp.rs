@@ -269,6 +269,9 @@ impl<'a> Dssp<'a> {
         }
     }
 
+    /// β-ladders from the bridges, joined across β-bulges, then numbered into sheets and
+    /// written as E/B, as mkdssp's `CalculateBetaSheets` does. Long because it follows that
+    /// function step by step (its unsigned-gap quirk included), so the two read side by side.
     fn sheets(&mut self) {
         let n = self.res.len();
         let mut ladders: Vec<Ladder> = Vec::new();

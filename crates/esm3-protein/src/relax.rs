@@ -525,6 +525,8 @@ impl Energy<'_> {
 
 /// Minimises `energy` from `x` in place by L-BFGS (memory 8, backtracking Armijo line
 /// search); returns the iterations taken.
+/// Long because the two-loop recursion, the line search and the history update share the
+/// iteration's state (Nocedal & Wright, Algorithms 7.4–7.5, kept as one loop for that reason).
 fn lbfgs(energy: &Energy, x: &mut [f64], max_iterations: usize) -> usize {
     const MEMORY: usize = 8;
     let n = x.len();

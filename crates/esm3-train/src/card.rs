@@ -342,6 +342,7 @@ impl StructureScores {
 }
 
 /// The card's rows: each model number beside its baseline.
+/// Long because it is a table, one metric a row.
 fn card_metrics(
     trunk: &TrunkReport,
     b: &BaselineScores,

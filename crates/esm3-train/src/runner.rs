@@ -100,39 +100,13 @@ pub fn train<O: Objective>(
 ) -> crate::Result<RunSummary> {
     crate::heap::retain_freed_memory();
     std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
-    let mut start = 0;
-    if resume {
-        match checkpoint::latest(out) {
-            Some(dir) => {
-                let restored = checkpoint::restore::<O::State>(&dir, model, optimizer)?;
-                objective.restore(model, restored.state)?;
-                objective.restore_extra(restored.extra)?;
-                start = restored.step;
-                tracing::info!("resumed from {} at step {start}", dir.display());
-            }
-            None => {
-                return Err(TrainError::Msg(format!(
-                    "{}: --resume given but the run has no checkpoint (checkpoints/latest)",
-                    out.display()
-                )))
-            }
-        }
-    }
-    let mut log = MetricsLog::open(out, resume.then_some(start)).map_err(TrainError::io(out))?;
-    let bar = if show_progress {
-        let bar = ProgressBar::new(run.steps as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta}) {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_prefix(objective.name().to_string());
-        bar.set_position(start as u64);
-        bar
+    let start = if resume {
+        resume_from_latest(objective, model, optimizer, out)?
     } else {
-        ProgressBar::hidden()
+        0
     };
+    let mut log = MetricsLog::open(out, resume.then_some(start)).map_err(TrainError::io(out))?;
+    let bar = progress_bar(show_progress, objective.name(), run.steps, start);
     let started = Instant::now();
     let mut window_tokens = 0usize;
     let mut window_start = Instant::now();
@@ -207,6 +181,43 @@ pub fn train<O: Objective>(
         last_validation,
         checkpoint: last_checkpoint,
     })
+}
+
+/// Restores model, optimizer and objective from `out`'s latest checkpoint; returns its step.
+fn resume_from_latest<O: Objective>(
+    objective: &mut O,
+    model: &Trainable,
+    optimizer: &mut AdamW,
+    out: &Path,
+) -> crate::Result<usize> {
+    let Some(dir) = checkpoint::latest(out) else {
+        return Err(TrainError::Msg(format!(
+            "{}: --resume given but the run has no checkpoint (checkpoints/latest)",
+            out.display()
+        )));
+    };
+    let restored = checkpoint::restore::<O::State>(&dir, model, optimizer)?;
+    objective.restore(model, restored.state)?;
+    objective.restore_extra(restored.extra)?;
+    tracing::info!("resumed from {} at step {}", dir.display(), restored.step);
+    Ok(restored.step)
+}
+
+/// The run's progress bar (hidden unless `show`), at `start` of `steps`.
+fn progress_bar(show: bool, name: &str, steps: usize, start: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_prefix(name.to_string());
+    bar.set_position(start as u64);
+    bar
 }
 
 /// Seeded epoch-wise shuffling of `n` items: item order is a pure function of (seed, epoch), so

@@ -214,51 +214,87 @@ pub(crate) fn parse_mmcif(text: &str) -> Result<Vec<AtomRecord>, ParseError> {
     let Some(table) = atom_site_table(&tokens)? else {
         return Ok(Vec::new());
     };
-    let find = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| table.columns.iter().position(|c| c.eq_ignore_ascii_case(n)))
-    };
-    let first_line = table.values.first().map_or(1, |t| t.line);
-    let required = |names: &[&str]| {
-        find(names).ok_or_else(|| {
-            ParseError::new(
-                first_line,
-                format!("_atom_site has no {} column", names.join(" or ")),
-            )
-        })
-    };
-    let x = required(&["Cartn_x"])?;
-    let y = required(&["Cartn_y"])?;
-    let z = required(&["Cartn_z"])?;
-    let atom_name = required(&["auth_atom_id", "label_atom_id"])?;
-    let res_name = required(&["auth_comp_id", "label_comp_id"])?;
-    let chain = required(&["auth_asym_id", "label_asym_id"])?;
-    let auth_seq = find(&["auth_seq_id"]);
-    let label_seq = find(&["label_seq_id"]);
-    if auth_seq.is_none() && label_seq.is_none() {
-        required(&["auth_seq_id", "label_seq_id"])?;
-    }
-    let group = find(&["group_PDB"]);
-    let ins = find(&["pdbx_PDB_ins_code"]);
-    let occupancy = find(&["occupancy"]);
-    let b_factor = find(&["B_iso_or_equiv"]);
-    let model = find(&["pdbx_PDB_model_num"]);
-
-    let missing = |t: &str| t == "?" || t == ".";
+    let columns = AtomSiteColumns::find(&table)?;
     let mut atoms = Vec::new();
     let mut first_model: Option<&str> = None;
     for row in table.values.chunks(table.columns.len()) {
-        let line = row[0].line;
-        let value = |i: usize| row[i].text;
-        let optional = |c: Option<usize>| c.map(value).filter(|v| !missing(v));
-        if let Some(m) = optional(model) {
+        if let Some(m) = columns.model.map(|c| row[c].text).filter(|v| !missing(v)) {
             match first_model {
                 None => first_model = Some(m),
                 Some(f) if f != m => continue,
                 _ => {}
             }
         }
+        atoms.push(columns.record(row)?);
+    }
+    Ok(atoms)
+}
+
+/// `?` and `.`: CIF's unknown and inapplicable values.
+fn missing(t: &str) -> bool {
+    t == "?" || t == "."
+}
+
+/// Where each `_atom_site` item is among the table's columns: author names first, the label
+/// ones where the author ones are absent.
+struct AtomSiteColumns {
+    x: usize,
+    y: usize,
+    z: usize,
+    atom_name: usize,
+    res_name: usize,
+    chain: usize,
+    auth_seq: Option<usize>,
+    label_seq: Option<usize>,
+    group: Option<usize>,
+    ins: Option<usize>,
+    occupancy: Option<usize>,
+    b_factor: Option<usize>,
+    model: Option<usize>,
+}
+
+impl AtomSiteColumns {
+    fn find(table: &Table) -> Result<Self, ParseError> {
+        let find = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| table.columns.iter().position(|c| c.eq_ignore_ascii_case(n)))
+        };
+        let first_line = table.values.first().map_or(1, |t| t.line);
+        let required = |names: &[&str]| {
+            find(names).ok_or_else(|| {
+                ParseError::new(
+                    first_line,
+                    format!("_atom_site has no {} column", names.join(" or ")),
+                )
+            })
+        };
+        let columns = Self {
+            x: required(&["Cartn_x"])?,
+            y: required(&["Cartn_y"])?,
+            z: required(&["Cartn_z"])?,
+            atom_name: required(&["auth_atom_id", "label_atom_id"])?,
+            res_name: required(&["auth_comp_id", "label_comp_id"])?,
+            chain: required(&["auth_asym_id", "label_asym_id"])?,
+            auth_seq: find(&["auth_seq_id"]),
+            label_seq: find(&["label_seq_id"]),
+            group: find(&["group_PDB"]),
+            ins: find(&["pdbx_PDB_ins_code"]),
+            occupancy: find(&["occupancy"]),
+            b_factor: find(&["B_iso_or_equiv"]),
+            model: find(&["pdbx_PDB_model_num"]),
+        };
+        if columns.auth_seq.is_none() && columns.label_seq.is_none() {
+            required(&["auth_seq_id", "label_seq_id"])?;
+        }
+        Ok(columns)
+    }
+
+    /// One row of the table as an atom; a malformed value is an error naming its line.
+    fn record(&self, row: &[Token]) -> Result<AtomRecord, ParseError> {
+        let line = row[0].line;
+        let value = |i: usize| row[i].text;
+        let optional = |c: Option<usize>| c.map(value).filter(|v| !missing(v));
         let number = |c: usize, what: &str| -> Result<f32, ParseError> {
             match value(c).parse::<f32>() {
                 Ok(v) if v.is_finite() => Ok(v),
@@ -272,7 +308,7 @@ pub(crate) fn parse_mmcif(text: &str) -> Result<Vec<AtomRecord>, ParseError> {
             Some(c) if !missing(value(c)) => number(c, what),
             _ => Ok(default),
         };
-        let seq_column = [auth_seq, label_seq]
+        let seq_column = [self.auth_seq, self.label_seq]
             .into_iter()
             .flatten()
             .find(|&c| !missing(value(c)));
@@ -290,7 +326,7 @@ pub(crate) fn parse_mmcif(text: &str) -> Result<Vec<AtomRecord>, ParseError> {
                 ))
             }
         };
-        let ins_code = match optional(ins) {
+        let ins_code = match optional(self.ins) {
             Some(code) => {
                 let mut chars = code.chars();
                 match (chars.next(), chars.next()) {
@@ -305,24 +341,25 @@ pub(crate) fn parse_mmcif(text: &str) -> Result<Vec<AtomRecord>, ParseError> {
             }
             None => ' ',
         };
-        atoms.push(AtomRecord {
-            hetero: group.is_some_and(|g| value(g).eq_ignore_ascii_case("HETATM")),
-            atom_name: value(atom_name).to_owned(),
-            res_name: value(res_name).to_owned(),
-            chain_id: optional(Some(chain)).unwrap_or("").to_owned(),
+        Ok(AtomRecord {
+            hetero: self
+                .group
+                .is_some_and(|g| value(g).eq_ignore_ascii_case("HETATM")),
+            atom_name: value(self.atom_name).to_owned(),
+            res_name: value(self.res_name).to_owned(),
+            chain_id: optional(Some(self.chain)).unwrap_or("").to_owned(),
             res_seq,
             ins_code,
             coord: [
-                number(x, "Cartn_x")?,
-                number(y, "Cartn_y")?,
-                number(z, "Cartn_z")?,
+                number(self.x, "Cartn_x")?,
+                number(self.y, "Cartn_y")?,
+                number(self.z, "Cartn_z")?,
             ],
-            occupancy: optional_number(occupancy, "occupancy", 1.0)?,
-            b_factor: optional_number(b_factor, "B_iso_or_equiv", 0.0)?,
-            in_polymer: label_seq.is_none_or(|c| !missing(value(c))),
-        });
+            occupancy: optional_number(self.occupancy, "occupancy", 1.0)?,
+            b_factor: optional_number(self.b_factor, "B_iso_or_equiv", 0.0)?,
+            in_polymer: self.label_seq.is_none_or(|c| !missing(value(c))),
+        })
     }
-    Ok(atoms)
 }
 
 /// A CIF value: bare when it can be, otherwise quoted (`.` for an empty string).

@@ -587,6 +587,62 @@ fn to_p(v: &[Vec3]) -> Vec<P> {
     v.iter().map(|a| a.map(|c| c as f64)).collect()
 }
 
+/// TM-align's search for the residue correspondence (`y2x[j]`: the residue of `x` aligned to
+/// residue `j` of `y`, or −1): five initial alignments, each refined by superposition search and
+/// dynamic programming when promising, the best TM-score kept.
+fn best_alignment(x: &[P], y: &[P], p: &Params) -> Vec<i32> {
+    let ddcc = if p.l_norm <= 40.0 { 0.1 } else { 0.4 };
+    let (secx, secy) = (secondary_structure(x), secondary_structure(y));
+
+    let mut best = (-1.0, Vec::new());
+    let consider = |score: f64, y2x: Vec<i32>, best: &mut (f64, Vec<i32>)| {
+        if score > best.0 {
+            *best = (score, y2x);
+        }
+    };
+    // 1. gapless threading
+    let init = gapless_threading(x, y, p);
+    consider(detailed_search(x, y, &init, 40, p), init.clone(), &mut best);
+    let (s, m) = dp_iter(x, y, &best.1.clone(), &[-0.6, 0.0], 30, p);
+    consider(s, m, &mut best);
+    // 2. secondary structure alignment
+    let init = nw(x.len(), y.len(), -1.0, |i, j| {
+        (secx[i] == secy[j]) as u8 as f64
+    });
+    let s = detailed_search(x, y, &init, 40, p);
+    consider(s, init.clone(), &mut best);
+    if s > best.0 * 0.2 {
+        let (s, m) = dp_iter(x, y, &init, &[-0.6, 0.0], 30, p);
+        consider(s, m, &mut best);
+    }
+    // 3. local fragment superposition
+    if let Some(init) = local_superposition(x, y, p) {
+        let s = detailed_search(x, y, &init, 40, p);
+        consider(s, init.clone(), &mut best);
+        if s > best.0 * ddcc {
+            let (s, m) = dp_iter(x, y, &init, &[-0.6, 0.0], 2, p);
+            consider(s, m, &mut best);
+        }
+    }
+    // 4. secondary structure plus distance, seeded by the best alignment so far
+    let init = ss_plus_distance(x, y, &secx, &secy, &best.1.clone(), p);
+    let s = detailed_search(x, y, &init, 40, p);
+    consider(s, init.clone(), &mut best);
+    if s > best.0 * ddcc {
+        let (s, m) = dp_iter(x, y, &init, &[-0.6, 0.0], 30, p);
+        consider(s, m, &mut best);
+    }
+    // 5. fragment gapless threading
+    let init = fragment_threading(x, y, p);
+    let s = detailed_search(x, y, &init, 40, p);
+    consider(s, init.clone(), &mut best);
+    if s > best.0 * ddcc {
+        let (s, m) = dp_iter(x, y, &init, &[0.0], 2, p);
+        consider(s, m, &mut best);
+    }
+    best.1
+}
+
 /// Aligns CA trace `chain1` onto `chain2` with TM-align's search and scores the alignment.
 pub fn tm_align(chain1: &[Vec3], chain2: &[Vec3]) -> Result<TmAlign, TmError> {
     for (k, c) in [chain1, chain2].iter().enumerate() {
@@ -599,61 +655,7 @@ pub fn tm_align(chain1: &[Vec3], chain2: &[Vec3]) -> Result<TmAlign, TmError> {
     }
     let (x, y) = (to_p(chain1), to_p(chain2));
     let p = Params::search(x.len(), y.len());
-    let ddcc = if p.l_norm <= 40.0 { 0.1 } else { 0.4 };
-    let (secx, secy) = (secondary_structure(&x), secondary_structure(&y));
-
-    let mut best = (-1.0, Vec::new());
-    let consider = |score: f64, y2x: Vec<i32>, best: &mut (f64, Vec<i32>)| {
-        if score > best.0 {
-            *best = (score, y2x);
-        }
-    };
-    // 1. gapless threading
-    let init = gapless_threading(&x, &y, &p);
-    consider(
-        detailed_search(&x, &y, &init, 40, &p),
-        init.clone(),
-        &mut best,
-    );
-    let (s, m) = dp_iter(&x, &y, &best.1.clone(), &[-0.6, 0.0], 30, &p);
-    consider(s, m, &mut best);
-    // 2. secondary structure alignment
-    let init = nw(x.len(), y.len(), -1.0, |i, j| {
-        (secx[i] == secy[j]) as u8 as f64
-    });
-    let s = detailed_search(&x, &y, &init, 40, &p);
-    consider(s, init.clone(), &mut best);
-    if s > best.0 * 0.2 {
-        let (s, m) = dp_iter(&x, &y, &init, &[-0.6, 0.0], 30, &p);
-        consider(s, m, &mut best);
-    }
-    // 3. local fragment superposition
-    if let Some(init) = local_superposition(&x, &y, &p) {
-        let s = detailed_search(&x, &y, &init, 40, &p);
-        consider(s, init.clone(), &mut best);
-        if s > best.0 * ddcc {
-            let (s, m) = dp_iter(&x, &y, &init, &[-0.6, 0.0], 2, &p);
-            consider(s, m, &mut best);
-        }
-    }
-    // 4. secondary structure plus distance, seeded by the best alignment so far
-    let init = ss_plus_distance(&x, &y, &secx, &secy, &best.1.clone(), &p);
-    let s = detailed_search(&x, &y, &init, 40, &p);
-    consider(s, init.clone(), &mut best);
-    if s > best.0 * ddcc {
-        let (s, m) = dp_iter(&x, &y, &init, &[-0.6, 0.0], 30, &p);
-        consider(s, m, &mut best);
-    }
-    // 5. fragment gapless threading
-    let init = fragment_threading(&x, &y, &p);
-    let s = detailed_search(&x, &y, &init, 40, &p);
-    consider(s, init.clone(), &mut best);
-    if s > best.0 * ddcc {
-        let (s, m) = dp_iter(&x, &y, &init, &[0.0], 2, &p);
-        consider(s, m, &mut best);
-    }
-
-    let y2x = best.1;
+    let y2x = best_alignment(&x, &y, &p);
     let (xs, ys) = aligned_pairs(&x, &y, &y2x);
     let rigid = tmscore8_search(&xs, &ys, 1, true, &p).1;
     // Final scores use the pairs within d8 after that superposition.

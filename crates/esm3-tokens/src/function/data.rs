@@ -202,111 +202,134 @@ impl FunctionData {
             .split('\n')
             .map(str::to_string)
             .collect();
-
-        let idf_path = dir.join(KEYWORD_IDF_FILE);
-        let bytes = std::fs::read(&idf_path).map_err(|e| data_error(&idf_path, e.to_string()))?;
-        let idf = read_npy_f64(&bytes).map_err(|m| data_error(&idf_path, m))?;
-        if idf.0.len() != 1 {
-            return Err(data_error(
-                &idf_path,
-                format!("expected a 1-D array, found shape {:?}", idf.0),
-            ));
-        }
-        let idf = idf.1;
-
+        let idf = read_idf(&dir.join(KEYWORD_IDF_FILE))?;
         let keyword_index: HashMap<&str, u32> = keywords
             .iter()
             .enumerate()
             .map(|(i, k)| (k.as_str(), i as u32))
             .collect();
-
         let csv_path = dir.join(INTERPRO_KEYWORDS_FILE);
-        let mut interpro_keywords: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut reader = csv::Reader::from_path(&csv_path).map_err(|e| {
-            data_error(&csv_path, format!("{e} (run tools/fetch-function-data.sh)"))
-        })?;
-        let header = reader
-            .headers()
-            .map_err(|e| data_error(&csv_path, e.to_string()))?
-            .clone();
-        if header.iter().collect::<Vec<_>>() != ["interpro_id", "keywords"] {
-            return Err(data_error(
-                &csv_path,
-                format!("header {header:?}, expected interpro_id,keywords"),
-            ));
-        }
-        for (row, record) in reader.records().enumerate() {
-            let record = record.map_err(|e| data_error(&csv_path, e.to_string()))?;
-            let line = row + 2;
-            let id = record.get(0).unwrap_or_default().to_string();
-            let text = record.get(1).unwrap_or_default();
-            // An empty cell (IPR006563) is an empty keyword list; pandas makes it NaN and the
-            // reference then crashes on it (spec §5.1 QUIRK).
-            let mut indices = Vec::new();
-            if !text.is_empty() {
-                for keyword in text.split(',') {
-                    let index = keyword_index.get(keyword).ok_or_else(|| {
-                        data_error(
-                            &csv_path,
-                            format!(
-                                "line {line}: keyword {keyword:?} of {id} is not in the vocabulary"
-                            ),
-                        )
-                    })?;
-                    indices.push(*index);
-                }
-            }
-            interpro_keywords.insert(id, indices);
-        }
-
-        let hierarchy_path = dir.join(INTERPRO_HIERARCHY_FILE);
-        let parents = parse_hierarchy(&read_text(&hierarchy_path)?);
-
-        let entries_path = dir.join(INTERPRO_ENTRIES_FILE);
-        let text = read_text(&entries_path)?;
-        let mut lines = text.lines();
-        let header = lines.next().unwrap_or_default();
-        if header.split('\t').collect::<Vec<_>>() != ["ENTRY_AC", "ENTRY_TYPE", "ENTRY_NAME"] {
-            return Err(data_error(
-                &entries_path,
-                format!("header {header:?}, expected ENTRY_AC<TAB>ENTRY_TYPE<TAB>ENTRY_NAME"),
-            ));
-        }
-        let mut entries = Vec::new();
-        for (row, line) in lines.enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let fields: Vec<&str> = line.splitn(3, '\t').collect();
-            if fields.len() != 3 {
-                return Err(data_error(
-                    &entries_path,
-                    format!("line {}: expected 3 tab-separated fields", row + 2),
-                ));
-            }
-            let id = fields[0].to_string();
-            let keywords = interpro_keywords.remove(&id).ok_or_else(|| {
-                data_error(
-                    &csv_path,
-                    format!("entry {id} of {INTERPRO_ENTRIES_FILE} has no row here"),
-                )
-            })?;
-            entries.push(InterProEntry {
-                parent: parents.get(&id).cloned(),
-                id,
-                kind: fields[1].to_string(),
-                name: fields[2].to_string(),
-                keywords,
-            });
-        }
-        if let Some(id) = interpro_keywords.keys().next() {
-            return Err(data_error(
-                &csv_path,
-                format!("{id} is not in {INTERPRO_ENTRIES_FILE}"),
-            ));
-        }
+        let interpro_keywords = read_interpro_keywords(&csv_path, &keyword_index)?;
+        let parents = parse_hierarchy(&read_text(&dir.join(INTERPRO_HIERARCHY_FILE))?);
+        let entries = read_entries(
+            &dir.join(INTERPRO_ENTRIES_FILE),
+            &csv_path,
+            interpro_keywords,
+            &parents,
+        )?;
         Self::new(keywords, idf, entries).map_err(|m| data_error(dir, m))
     }
+}
+
+/// The keyword IDF vector (a 1-D `.npy` of f64).
+fn read_idf(idf_path: &Path) -> Result<Vec<f64>, FunctionError> {
+    let bytes = std::fs::read(idf_path).map_err(|e| data_error(idf_path, e.to_string()))?;
+    let idf = read_npy_f64(&bytes).map_err(|m| data_error(idf_path, m))?;
+    if idf.0.len() != 1 {
+        return Err(data_error(
+            idf_path,
+            format!("expected a 1-D array, found shape {:?}", idf.0),
+        ));
+    }
+    Ok(idf.1)
+}
+
+/// Each InterPro id's keywords (indices into the vocabulary) from the `interpro_id,keywords` CSV.
+fn read_interpro_keywords(
+    csv_path: &Path,
+    keyword_index: &HashMap<&str, u32>,
+) -> Result<HashMap<String, Vec<u32>>, FunctionError> {
+    let mut interpro_keywords: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut reader = csv::Reader::from_path(csv_path)
+        .map_err(|e| data_error(csv_path, format!("{e} (run tools/fetch-function-data.sh)")))?;
+    let header = reader
+        .headers()
+        .map_err(|e| data_error(csv_path, e.to_string()))?
+        .clone();
+    if header.iter().collect::<Vec<_>>() != ["interpro_id", "keywords"] {
+        return Err(data_error(
+            csv_path,
+            format!("header {header:?}, expected interpro_id,keywords"),
+        ));
+    }
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| data_error(csv_path, e.to_string()))?;
+        let line = row + 2;
+        let id = record.get(0).unwrap_or_default().to_string();
+        let text = record.get(1).unwrap_or_default();
+        // An empty cell (IPR006563) is an empty keyword list; pandas makes it NaN and the
+        // reference then crashes on it (spec §5.1 QUIRK).
+        let mut indices = Vec::new();
+        if !text.is_empty() {
+            for keyword in text.split(',') {
+                let index = keyword_index.get(keyword).ok_or_else(|| {
+                    data_error(
+                        csv_path,
+                        format!(
+                            "line {line}: keyword {keyword:?} of {id} is not in the vocabulary"
+                        ),
+                    )
+                })?;
+                indices.push(*index);
+            }
+        }
+        interpro_keywords.insert(id, indices);
+    }
+    Ok(interpro_keywords)
+}
+
+/// The InterPro entries of the `ENTRY_AC<TAB>ENTRY_TYPE<TAB>ENTRY_NAME` list, each with its
+/// keywords (every entry must have a CSV row, and every CSV row an entry) and parent.
+fn read_entries(
+    entries_path: &Path,
+    csv_path: &Path,
+    mut interpro_keywords: HashMap<String, Vec<u32>>,
+    parents: &HashMap<String, String>,
+) -> Result<Vec<InterProEntry>, FunctionError> {
+    let text = read_text(entries_path)?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    if header.split('\t').collect::<Vec<_>>() != ["ENTRY_AC", "ENTRY_TYPE", "ENTRY_NAME"] {
+        return Err(data_error(
+            entries_path,
+            format!("header {header:?}, expected ENTRY_AC<TAB>ENTRY_TYPE<TAB>ENTRY_NAME"),
+        ));
+    }
+    let mut entries = Vec::new();
+    for (row, line) in lines.enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.splitn(3, '\t').collect();
+        if fields.len() != 3 {
+            return Err(data_error(
+                entries_path,
+                format!("line {}: expected 3 tab-separated fields", row + 2),
+            ));
+        }
+        let id = fields[0].to_string();
+        let keywords = interpro_keywords.remove(&id).ok_or_else(|| {
+            data_error(
+                csv_path,
+                format!("entry {id} of {INTERPRO_ENTRIES_FILE} has no row here"),
+            )
+        })?;
+        entries.push(InterProEntry {
+            parent: parents.get(&id).cloned(),
+            id,
+            kind: fields[1].to_string(),
+            name: fields[2].to_string(),
+            keywords,
+        });
+    }
+    // The first in id order, so the message is the same on every run.
+    if let Some(id) = interpro_keywords.keys().min() {
+        return Err(data_error(
+            csv_path,
+            format!("{id} is not in {INTERPRO_ENTRIES_FILE}"),
+        ));
+    }
+    Ok(entries)
 }
 
 fn fingerprint(dir: &Path) -> Result<Vec<(String, u64, u128)>, FunctionError> {
