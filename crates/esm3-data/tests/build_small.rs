@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use esm3_data::{build, BuildConfig, Dataset};
 
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    esm3_test_support::shared_data()
 }
 
 /// Files whose PDB ids occur among the first 300 ProMod3 rows (1A1X, 1A5Z, 1AZZ) and one that

@@ -96,30 +96,7 @@ pub fn batch_input(batch: &[ProteinTensor], padding: PaddingAttention) -> Esm3In
             .collect(),
         16,
     );
-    let (coords, per_res) = if batch.iter().any(|p| p.coordinates.is_some()) {
-        let mut c = Vec::with_capacity(b * l * 37 * 3);
-        let mut plddt = Vec::with_capacity(b * l);
-        for (p, &n) in batch.iter().zip(&lens) {
-            let rows: Vec<[[f32; 3]; 37]> = match &p.coordinates {
-                Some(v) => v.clone(),
-                None => vec![[[f32::INFINITY; 3]; 37]; n],
-            };
-            for r in rows
-                .iter()
-                .chain(std::iter::repeat_n(&[[f32::INFINITY; 3]; 37], l - n))
-            {
-                c.extend(r.iter().flatten());
-                let any_atom = r.iter().any(|a| a.iter().all(|v| v.is_finite()));
-                plddt.push(if any_atom { 1.0 } else { 0.0 });
-            }
-        }
-        (
-            Some(HostArray::new(vec![b, l, 37, 3], c)),
-            Some(HostArray::new(vec![b, l], plddt)),
-        )
-    } else {
-        (None, None)
-    };
+    let (coords, per_res) = padded_coordinates(batch, &lens, l);
     let sequence_id = match padding {
         PaddingAttention::Reference => None,
         PaddingAttention::Masked => Some(HostArray::new(
@@ -145,6 +122,39 @@ pub fn batch_input(batch: &[ProteinTensor], padding: PaddingAttention) -> Esm3In
         chain_id: None,
         sequence_id,
     }
+}
+
+/// `[B, L, 37, 3]` coordinates (+∞ where a prompt has none and on padding) and `[B, L]`
+/// per-residue pLDDT (1 where any atom is finite), or neither when no prompt has coordinates.
+fn padded_coordinates(
+    batch: &[ProteinTensor],
+    lens: &[usize],
+    l: usize,
+) -> (Option<HostArray<f32>>, Option<HostArray<f32>>) {
+    if !batch.iter().any(|p| p.coordinates.is_some()) {
+        return (None, None);
+    }
+    let b = batch.len();
+    let mut c = Vec::with_capacity(b * l * 37 * 3);
+    let mut plddt = Vec::with_capacity(b * l);
+    for (p, &n) in batch.iter().zip(lens) {
+        let rows: Vec<[[f32; 3]; 37]> = match &p.coordinates {
+            Some(v) => v.clone(),
+            None => vec![[[f32::INFINITY; 3]; 37]; n],
+        };
+        for r in rows
+            .iter()
+            .chain(std::iter::repeat_n(&[[f32::INFINITY; 3]; 37], l - n))
+        {
+            c.extend(r.iter().flatten());
+            let any_atom = r.iter().any(|a| a.iter().all(|v| v.is_finite()));
+            plddt.push(if any_atom { 1.0 } else { 0.0 });
+        }
+    }
+    (
+        Some(HostArray::new(vec![b, l, 37, 3], c)),
+        Some(HostArray::new(vec![b, l], plddt)),
+    )
 }
 
 fn track_logits(out: &Esm3Output, track: Track) -> &Tensor {

@@ -383,6 +383,24 @@ impl Esm3Pipeline {
             .expect("one protein")
     }
 
+    /// Residue annotations of every finished protein from the residue head.
+    fn annotate_residues(
+        &self,
+        state: &mut [Result<ProteinTensor, GenerationError>],
+    ) -> Result<(), GenerationError> {
+        let live: Vec<usize> = (0..state.len()).filter(|&i| state[i].is_ok()).collect();
+        let tensors: Vec<ProteinTensor> = live
+            .iter()
+            .map(|&i| state[i].as_ref().expect("live").clone())
+            .collect();
+        for (&i, rows) in live.iter().zip(self.predict_residue_annotations(&tensors)?) {
+            if let Ok(t) = &mut state[i] {
+                t.residue_annotations = Some(rows);
+            }
+        }
+        Ok(())
+    }
+
     /// [`generate`](Self::generate) for many proteins at once: every step of `plan` runs as one
     /// batched iterative sampling (one forward per decoding step for the whole batch). Protein
     /// `i` draws only from `rngs[i]` and padding is masked, so each result is the one
@@ -452,16 +470,7 @@ impl Esm3Pipeline {
         // samples function tokens.
         let function_generated = plan.iter().any(|c| c.track == Track::Function);
         if function_generated && self.residues.is_some() {
-            let live: Vec<usize> = (0..state.len()).filter(|&i| state[i].is_ok()).collect();
-            let tensors: Vec<ProteinTensor> = live
-                .iter()
-                .map(|&i| state[i].as_ref().expect("live").clone())
-                .collect();
-            for (&i, rows) in live.iter().zip(self.predict_residue_annotations(&tensors)?) {
-                if let Ok(t) = &mut state[i] {
-                    t.residue_annotations = Some(rows);
-                }
-            }
+            self.annotate_residues(&mut state)?;
         }
         Ok(state
             .into_iter()

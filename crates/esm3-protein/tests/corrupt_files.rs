@@ -1,16 +1,13 @@
 //! Truncated and corrupted structure files give errors, never panics.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use esm3_protein::io::{parse_structure, read_structure, Format};
 use proptest::prelude::*;
 
 fn structures_dir() -> PathBuf {
-    std::env::var_os("ESM3_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("structures")
+    esm3_test_support::shared_data().join("structures")
 }
 
 fn decompressed(file: &str) -> Vec<u8> {

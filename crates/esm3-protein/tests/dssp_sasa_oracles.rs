@@ -99,7 +99,7 @@ fn dssp_over_complexes_agrees_with_mkdssp() {
 fn a_beta_sheet_across_chains_is_found_as_mkdssp_finds_it() {
     // 2BEG, Aβ(17-42) fibril: five chains, one β-sheet made only of inter-chain H-bonds.
     // Golden: mkdssp 4.2.2 on model 1 (tools/make_dssp_complex_oracle.sh).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = esm3_test_support::repo_root();
     let golden =
         std::fs::read_to_string(root.join("fixtures/dssp/2BEG_model1_mkdssp.tsv")).unwrap();
     let path = oracle::data_dir().join("structures/format_pairs/biopython/2BEG.pdb.gz");
@@ -135,8 +135,7 @@ fn a_beta_sheet_across_chains_is_found_as_mkdssp_finds_it() {
 
 /// (ours, reference) per-residue SASA over the biotite fixture chains.
 fn sasa_vs_biotite() -> Vec<(f64, f64)> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/reference/geometry/sasa_biotite.tsv");
+    let path = esm3_test_support::reference_fixtures().join("geometry/sasa_biotite.tsv");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     type Rows = Vec<(i32, char, f64)>;
     let mut by_chain: std::collections::BTreeMap<(String, String), Rows> = Default::default();

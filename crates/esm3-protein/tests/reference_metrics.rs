@@ -9,8 +9,7 @@ use esm3_protein::Vec3;
 
 #[test]
 fn metrics_match_the_reference_package() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/reference/geometry/metrics.json");
+    let path = esm3_test_support::reference_fixtures().join("geometry/metrics.json");
     let cases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for case in cases.as_array().unwrap() {

@@ -1,14 +1,14 @@
 //! The reader against the reference package's own (biotite) reader, on fixtures written by
 //! tools/reference/make_structure_fixtures.py, and normalisation against the reference's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use esm3_protein::chain::MISSING;
 use esm3_protein::{read_chain, ProteinChain, Vec3};
 use serde_json::Value;
 
 fn fixtures() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/structures");
+    let dir = esm3_test_support::reference_fixtures().join("structures");
     let mut cases: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -31,10 +31,7 @@ fn fixtures() -> Vec<(String, Value)> {
 }
 
 fn structures_dir() -> PathBuf {
-    std::env::var_os("ESM3_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("structures")
+    esm3_test_support::shared_data().join("structures")
 }
 
 /// Sparse `[position, slot, x, y, z]` rows written into a dense atom37 array.

@@ -10,10 +10,7 @@ use esm3_protein::ProteinChain;
 
 /// `shared/data` beside the project root, or `$ESM3_SHARED_DATA`.
 fn structures_dir() -> PathBuf {
-    std::env::var_os("ESM3_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("structures")
+    esm3_test_support::shared_data().join("structures")
 }
 
 fn structure_files(dir: &Path, out: &mut Vec<PathBuf>) {

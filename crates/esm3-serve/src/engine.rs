@@ -302,6 +302,53 @@ fn fold_json(p: &EsmProtein) -> Value {
     })
 }
 
+/// `generate` on a tensor prompt: one prompt's iterative sampling with its own generator.
+fn generate_tensor(
+    pipeline: &Esm3Pipeline,
+    tensor: ProteinTensor,
+    mut config: GenerationConfig,
+    seed: u64,
+) -> R<Value> {
+    if let Some(e) = &pipeline.encoder {
+        esm3_generate::pipeline::restrict_to_codebook(&mut config, e.n_codes());
+    }
+    let mut rngs = [ChaCha20Rng::seed_from_u64(seed)];
+    let mut out = iterative_sampling_per_prompt(
+        &pipeline.esm3,
+        std::slice::from_ref(&tensor),
+        &mut [config],
+        pipeline.padding,
+        &mut rngs,
+        |_, _| {},
+    )?;
+    let t = out.pop().expect("one prompt")?;
+    Ok(json!({ "outputs": tensor_json(&t) }))
+}
+
+/// A sequence for `coordinates`, as `esm3 inverse-fold`: the SDK's sequence defaults (20
+/// steps, random order) at the requested temperature, without annealing.
+fn inverse_fold(
+    pipeline: &Esm3Pipeline,
+    coordinates: Vec<[[f32; 3]; 37]>,
+    invalid_ids: Vec<i64>,
+    temperature: f32,
+    seed: u64,
+) -> R<Value> {
+    let protein = EsmProtein {
+        coordinates: Some(coordinates),
+        ..Default::default()
+    };
+    let config = GenerationConfig {
+        invalid_ids,
+        temperature,
+        temperature_annealing: false,
+        ..GenerationConfig::new(Track::Sequence)
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let p = pipeline.generate(&protein, &[config], &mut rng, |_, _, _| {})?;
+    Ok(json!({ "sequence": p.sequence }))
+}
+
 pub fn run_one(model: &Model, job: Job) -> R<Value> {
     match job {
         Job::Encode(p) => {
@@ -325,24 +372,7 @@ pub fn run_one(model: &Model, job: Job) -> R<Value> {
             tensor,
             config,
             seed,
-        } => {
-            let pipeline = esm3(model)?;
-            let mut config = config;
-            if let Some(e) = &pipeline.encoder {
-                esm3_generate::pipeline::restrict_to_codebook(&mut config, e.n_codes());
-            }
-            let mut rngs = [ChaCha20Rng::seed_from_u64(seed)];
-            let mut out = iterative_sampling_per_prompt(
-                &pipeline.esm3,
-                std::slice::from_ref(&tensor),
-                &mut [config],
-                pipeline.padding,
-                &mut rngs,
-                |_, _| {},
-            )?;
-            let t = out.pop().expect("one prompt")?;
-            Ok(json!({ "outputs": tensor_json(&t) }))
-        }
+        } => generate_tensor(esm3(model)?, tensor, config, seed),
         Job::Logits { tensor, config } => esm3_logits(esm3(model)?, &tensor, &config),
         Job::ForwardAndSample {
             tensor,
@@ -354,24 +384,7 @@ pub fn run_one(model: &Model, job: Job) -> R<Value> {
             invalid_ids,
             temperature,
             seed,
-        } => {
-            let pipeline = esm3(model)?;
-            let protein = EsmProtein {
-                coordinates: Some(coordinates),
-                ..Default::default()
-            };
-            // As `esm3 inverse-fold`: the SDK's sequence defaults (20 steps, random order)
-            // at the requested temperature, without annealing.
-            let config = GenerationConfig {
-                invalid_ids,
-                temperature,
-                temperature_annealing: false,
-                ..GenerationConfig::new(Track::Sequence)
-            };
-            let mut rng = ChaCha20Rng::seed_from_u64(seed);
-            let p = pipeline.generate(&protein, &[config], &mut rng, |_, _, _| {})?;
-            Ok(json!({ "sequence": p.sequence }))
-        }
+        } => inverse_fold(esm3(model)?, coordinates, invalid_ids, temperature, seed),
         Job::EsmcEncode { sequence } => {
             esmc(model)?;
             let ids = SequenceTokenizer::strict()

@@ -14,7 +14,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::engine::Job;
+use crate::engine::{Job, JobError};
 use crate::json::{parse_body, BadRequest};
 use crate::metrics::Metrics;
 use crate::requests::{esm3_job, esmc_job};
@@ -196,20 +196,9 @@ async fn handle(
         Err(r) => return (r, String::new(), 0),
     };
     let model = route.name.clone();
-    let job = match route.kind {
-        "esm3" => esm3_job(endpoint, &body),
-        _ => esmc_job(endpoint, &body),
-    };
-    let job = match job {
+    let job = match job_for(route.kind, endpoint, &body) {
         Ok(j) => j,
-        Err(BadRequest(m)) => {
-            let status = if m.starts_with("no endpoint") {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return (error(status, &m), model, 0);
-        }
+        Err(r) => return (r, model, 0),
     };
     let residues = job.residues();
     if residues > s.config.max_length {
@@ -230,34 +219,58 @@ async fn handle(
         reply: tx,
         request_id: request_id.to_string(),
     };
+    if let Err(r) = enqueue(s, &route, work) {
+        return (r, model, residues);
+    }
+    (await_reply(rx).await, model, residues)
+}
+
+/// The job a request body asks of a model of `kind`; an unknown endpoint is 404, a malformed
+/// body 400.
+fn job_for(kind: &str, endpoint: &str, body: &Value) -> Result<Job, Response> {
+    let job = match kind {
+        "esm3" => esm3_job(endpoint, body),
+        _ => esmc_job(endpoint, body),
+    };
+    job.map_err(|BadRequest(m)| {
+        let status = if m.starts_with("no endpoint") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        error(status, &m)
+    })
+}
+
+/// Puts `work` on the route's queue: 429 with `Retry-After` when it is full, 503 when its
+/// worker has stopped.
+fn enqueue(s: &AppState, route: &Route, work: Work) -> Result<(), Response> {
     match route.queue.submit(work) {
-        Submit::Queued => {}
+        Submit::Queued => Ok(()),
         Submit::Full(_) => {
             s.metrics.rejected_full.fetch_add(1, Ordering::Relaxed);
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
-                    "the queue of {model} is full ({} jobs); retry later",
-                    route.queue.capacity
+                    "the queue of {} is full ({} jobs); retry later",
+                    route.name, route.queue.capacity
                 ),
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return (r, model, residues);
+            Err(r)
         }
-        Submit::Closed(_) => {
-            return (
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the model worker has stopped",
-                ),
-                model,
-                residues,
-            )
-        }
+        Submit::Closed(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the model worker has stopped",
+        )),
     }
-    // If the client disconnects, this future is dropped with `rx`, and the worker skips the job.
-    let response = match rx.await {
+}
+
+/// The worker's answer as a response. If the client disconnects, the request's future is
+/// dropped with `rx`, and the worker skips the job.
+async fn await_reply(rx: oneshot::Receiver<Result<Value, JobError>>) -> Response {
+    match rx.await {
         Ok(Ok(v)) => json_response(StatusCode::OK, &v),
         Ok(Err(e)) => error(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -267,8 +280,7 @@ async fn handle(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the model worker dropped the job",
         ),
-    };
-    (response, model, residues)
+    }
 }
 
 fn sequence_of(job: &Job) -> Option<String> {

@@ -101,52 +101,15 @@ fn serve_queue(
 ) {
     // Jobs taken off the channel while filling a batch they could not join.
     let mut held: VecDeque<Work> = VecDeque::new();
-    let take = |w: Work, depth: &AtomicUsize| {
-        depth.fetch_sub(1, Ordering::SeqCst);
-        w
-    };
     loop {
         let first = match held.pop_front() {
             Some(w) => w,
             None => match rx.recv() {
-                Ok(w) => take(w, depth),
+                Ok(w) => taken(w, depth),
                 Err(_) => return,
             },
         };
-        let mut batch = vec![first];
-        if let Some(key) = batch[0].job.batch_key() {
-            // Held jobs first (they are older), then the channel, until the window closes.
-            let mut i = 0;
-            while i < held.len() && batch.len() < policy.max_batch {
-                if held[i].job.batch_key().is_some_and(|k| key.admits(&k)) {
-                    batch.push(held.remove(i).expect("in range"));
-                } else {
-                    i += 1;
-                }
-            }
-            let deadline = Instant::now() + policy.window;
-            while batch.len() < policy.max_batch {
-                let now = Instant::now();
-                let next = if now >= deadline {
-                    match rx.try_recv() {
-                        Ok(w) => w,
-                        Err(_) => break,
-                    }
-                } else {
-                    match rx.recv_timeout(deadline - now) {
-                        Ok(w) => w,
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                };
-                let w = take(next, depth);
-                if w.job.batch_key().is_some_and(|k| key.admits(&k)) {
-                    batch.push(w);
-                } else {
-                    held.push_back(w);
-                }
-            }
-        }
+        let batch = fill_batch(first, &mut held, &rx, depth, policy);
         // A client that disconnected while queued cancels its job.
         let (live, gone): (Vec<Work>, Vec<Work>) =
             batch.into_iter().partition(|w| !w.reply.is_closed());
@@ -154,39 +117,94 @@ fn serve_queue(
             tracing::info!(request_id = %w.request_id, model = name, "client gone: job cancelled before it ran");
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
         }
-        if live.is_empty() {
-            continue;
+        if !live.is_empty() {
+            run_batch(name, model, live, metrics);
         }
-        metrics.observe_batch(live.len());
-        let residues: usize = live.iter().map(|w| w.job.residues()).sum();
-        let started = Instant::now();
-        let (jobs, replies): (Vec<Job>, Vec<(oneshot::Sender<_>, String)>) = live
-            .into_iter()
-            .map(|w| (w.job, (w.reply, w.request_id)))
-            .unzip();
-        let results =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine::run(model, jobs)))
-                .unwrap_or_else(|_| {
-                    (0..replies.len())
-                        .map(|_| {
-                            Err(JobError {
-                                status: 500,
-                                message:
-                                    "internal error while running the model (see the server log)"
-                                        .into(),
-                            })
+    }
+}
+
+/// `w`, counted off the queue's depth.
+fn taken(w: Work, depth: &AtomicUsize) -> Work {
+    depth.fetch_sub(1, Ordering::SeqCst);
+    w
+}
+
+/// `first` and the jobs that may share its batch: held jobs first (they are older), then the
+/// channel, until the batch is full or the window closes. Jobs taken that cannot join are held.
+fn fill_batch(
+    first: Work,
+    held: &mut VecDeque<Work>,
+    rx: &Receiver<Work>,
+    depth: &AtomicUsize,
+    policy: BatchPolicy,
+) -> Vec<Work> {
+    let mut batch = vec![first];
+    let Some(key) = batch[0].job.batch_key() else {
+        return batch;
+    };
+    let mut i = 0;
+    while i < held.len() && batch.len() < policy.max_batch {
+        if held[i].job.batch_key().is_some_and(|k| key.admits(&k)) {
+            batch.push(held.remove(i).expect("in range"));
+        } else {
+            i += 1;
+        }
+    }
+    let deadline = Instant::now() + policy.window;
+    while batch.len() < policy.max_batch {
+        let now = Instant::now();
+        let next = if now >= deadline {
+            match rx.try_recv() {
+                Ok(w) => w,
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(deadline - now) {
+                Ok(w) => w,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        let w = taken(next, depth);
+        if w.job.batch_key().is_some_and(|k| key.admits(&k)) {
+            batch.push(w);
+        } else {
+            held.push_back(w);
+        }
+    }
+    batch
+}
+
+/// Runs one batch and answers each job; a panic in the model answers every job with a 500.
+fn run_batch(name: &str, model: &Model, live: Vec<Work>, metrics: &Metrics) {
+    metrics.observe_batch(live.len());
+    let residues: usize = live.iter().map(|w| w.job.residues()).sum();
+    let started = Instant::now();
+    let (jobs, replies): (Vec<Job>, Vec<(oneshot::Sender<_>, String)>) = live
+        .into_iter()
+        .map(|w| (w.job, (w.reply, w.request_id)))
+        .unzip();
+    let results =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine::run(model, jobs)))
+            .unwrap_or_else(|_| {
+                (0..replies.len())
+                    .map(|_| {
+                        Err(JobError {
+                            status: 500,
+                            message: "internal error while running the model (see the server log)"
+                                .into(),
                         })
-                        .collect()
-                });
-        let elapsed = started.elapsed();
-        metrics
-            .residues
-            .fetch_add(residues as u64, Ordering::Relaxed);
-        metrics.observe_compute(elapsed);
-        for ((reply, request_id), result) in replies.into_iter().zip(results) {
-            tracing::debug!(request_id = %request_id, model = name, ms = elapsed.as_millis() as u64, "job done");
-            // The client may have gone meanwhile; nothing to do then.
-            let _ = reply.send(result);
-        }
+                    })
+                    .collect()
+            });
+    let elapsed = started.elapsed();
+    metrics
+        .residues
+        .fetch_add(residues as u64, Ordering::Relaxed);
+    metrics.observe_compute(elapsed);
+    for ((reply, request_id), result) in replies.into_iter().zip(results) {
+        tracing::debug!(request_id = %request_id, model = name, ms = elapsed.as_millis() as u64, "job done");
+        // The client may have gone meanwhile; nothing to do then.
+        let _ = reply.send(result);
     }
 }

@@ -15,9 +15,12 @@ pub fn reference_fixtures() -> PathBuf {
     repo_root().join("fixtures/reference")
 }
 
-/// `../shared/data` beside the repository: real structures, sequences and oracle outputs.
+/// `../shared/data` beside the repository (or `$ESM3_SHARED_DATA`): real structures,
+/// sequences and oracle outputs.
 pub fn shared_data() -> PathBuf {
-    repo_root().join("../shared/data")
+    std::env::var_os("ESM3_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"))
 }
 
 /// Largest |a − b| over all elements, as f32; panics when the shapes differ, so a shape bug

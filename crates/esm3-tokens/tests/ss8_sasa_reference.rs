@@ -5,8 +5,7 @@ use esm3_tokens::{sasa, ss8};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/reference/geometry/tokenizers.json");
+    let path = esm3_test_support::reference_fixtures().join("geometry/tokenizers.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // Python's json writes the special ids' NaN midpoints as a bare NaN.
     serde_json::from_str(&text.replace("NaN", "null")).unwrap()

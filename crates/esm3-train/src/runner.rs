@@ -154,12 +154,7 @@ pub fn train<O: Objective>(
             log.record("valid", done, &last_validation)
                 .map_err(TrainError::io(out))?;
             log.render(objective.name()).map_err(TrainError::io(out))?;
-            let brief: Vec<String> = last_validation
-                .iter()
-                .take(4)
-                .map(|(k, v)| format!("{k} {v:.3}"))
-                .collect();
-            bar.println(format!("step {done}: valid {}", brief.join(", ")));
+            bar.println(format!("step {done}: valid {}", brief(&last_validation)));
         }
         if done % run.checkpoint_every.max(1) == 0 || done == run.steps {
             last_checkpoint = Some(checkpoint::save(
@@ -181,6 +176,16 @@ pub fn train<O: Objective>(
         last_validation,
         checkpoint: last_checkpoint,
     })
+}
+
+/// The first four validation values, for the progress line.
+fn brief(values: &[(String, f64)]) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .take(4)
+        .map(|(k, v)| format!("{k} {v:.3}"))
+        .collect();
+    parts.join(", ")
 }
 
 /// Restores model, optimizer and objective from `out`'s latest checkpoint; returns its step.

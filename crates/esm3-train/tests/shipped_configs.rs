@@ -8,7 +8,7 @@ use esm3_train::trunk::TrunkTrainConfig;
 use esm3_train::vqvae::objective::VqVaeTrainConfig;
 
 fn configs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    esm3_test_support::repo_root().join("configs")
 }
 
 #[test]

@@ -11,10 +11,7 @@ use serde_json::Value;
 const DEV: Device = Device::Cpu;
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/training/vqvae_losses.json"
-    );
+    let path = esm3_test_support::repo_root().join("fixtures/training/vqvae_losses.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

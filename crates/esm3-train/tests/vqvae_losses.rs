@@ -266,10 +266,7 @@ fn distogram_bins_follow_the_alphafold_convention() {
 }
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/training/vqvae_losses.json"
-    );
+    let path = esm3_test_support::repo_root().join("fixtures/training/vqvae_losses.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

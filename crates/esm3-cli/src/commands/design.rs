@@ -289,6 +289,32 @@ struct WrittenStructure {
     chains: serde_json::Value,
 }
 
+/// Per chain of a complex: its span (1-based over the whole sequence), length and mean pLDDT
+/// (0–1); null for a single chain.
+fn chains_summary(
+    chains: &[(ProteinChain, std::ops::Range<usize>)],
+    plddt100: &[Option<Vec<f32>>],
+) -> serde_json::Value {
+    if chains.len() <= 1 {
+        return serde_json::Value::Null;
+    }
+    serde_json::Value::Array(
+        chains
+            .iter()
+            .zip(plddt100)
+            .map(|((c, r), p)| {
+                serde_json::json!({
+                    "chain": c.chain_id,
+                    "start": r.start + 1,
+                    "end": r.end,
+                    "length": c.len(),
+                    "mean_plddt": p.as_ref().map(|p| p.iter().sum::<f32>() / 100.0 / p.len().max(1) as f32),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Writes `<dir>/<name>.pdb|cif`, one model chain per chain of `AAA|BBB`, pLDDT (×100) in the
 /// B-factor.
 fn write_design_structure(
@@ -339,25 +365,7 @@ fn write_design_structure(
         .iter()
         .map(|(_, r)| protein.plddt_percent(r.clone()))
         .collect();
-    let chains_summary = if chains.len() > 1 {
-        serde_json::Value::Array(
-            chains
-                .iter()
-                .zip(&plddt100)
-                .map(|((c, r), p)| {
-                    serde_json::json!({
-                        "chain": c.chain_id,
-                        "start": r.start + 1,
-                        "end": r.end,
-                        "length": c.len(),
-                        "mean_plddt": p.as_ref().map(|p| p.iter().sum::<f32>() / 100.0 / p.len().max(1) as f32),
-                    })
-                })
-                .collect(),
-        )
-    } else {
-        serde_json::Value::Null
-    };
+    let chains_summary = chains_summary(&chains, &plddt100);
     let parts: Vec<(&ProteinChain, Option<&[f32]>)> = chains
         .iter()
         .zip(&plddt100)

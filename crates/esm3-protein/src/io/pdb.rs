@@ -128,6 +128,36 @@ pub fn write_pdb_chains(
 }
 
 /// One chain's `ATOM` records and its `TER`, atom serials continuing from `serial`.
+/// The one-column PDB chain id of `id` (blank for none); `None` when it does not fit.
+fn pdb_chain_char(id: &str) -> Option<char> {
+    match id.chars().count() {
+        0 => Some(' '),
+        1 if id.is_ascii() => id.chars().next(),
+        _ => None,
+    }
+}
+
+/// What keeps residue `i` (with B-factor `b`) out of the PDB format's fixed columns, if anything.
+fn residue_field_error(chain: &ProteinChain, i: usize, b: f32) -> Option<String> {
+    let res_seq = chain.residue_index[i];
+    let ins = chain.insertion_code[i];
+    if !(-999..=9999).contains(&res_seq) {
+        return Some(format!(
+            "residue number {res_seq} at position {i} does not fit columns 23-26"
+        ));
+    }
+    if !ins.is_ascii() || ins.is_ascii_control() {
+        return Some(format!("insertion code {ins:?} at position {i}"));
+    }
+    let has_atoms = chain.atom37[i].iter().any(|p| p[0].is_finite());
+    if has_atoms && (!b.is_finite() || format!("{b:.2}").len() > 6) {
+        return Some(format!(
+            "B-factor {b} at position {i} does not fit columns 61-66"
+        ));
+    }
+    None
+}
+
 fn write_pdb_atoms(
     chain: &ProteinChain,
     plddt: Option<&[f32]>,
@@ -139,37 +169,19 @@ fn write_pdb_atoms(
         chain: chain.chain_id.clone(),
         message,
     };
-    let chain_char = match chain.chain_id.chars().count() {
-        0 => ' ',
-        1 if chain.chain_id.is_ascii() => chain.chain_id.chars().next().unwrap_or(' '),
-        _ => {
-            return Err(value_error(format!(
-                "chain id '{}' does not fit the PDB format's one ASCII column; write mmCIF",
-                chain.chain_id
-            )))
-        }
-    };
+    let chain_char = pdb_chain_char(&chain.chain_id).ok_or_else(|| {
+        value_error(format!(
+            "chain id '{}' does not fit the PDB format's one ASCII column; write mmCIF",
+            chain.chain_id
+        ))
+    })?;
     let mut last: Option<(String, i32, char)> = None;
     for (i, letter) in chain.sequence.chars().enumerate() {
         let res_name = one_to_three(letter);
         let res_seq = chain.residue_index[i];
         let ins = chain.insertion_code[i];
-        if !(-999..=9999).contains(&res_seq) {
-            return Err(value_error(format!(
-                "residue number {res_seq} at position {i} does not fit columns 23-26"
-            )));
-        }
-        if !ins.is_ascii() || ins.is_ascii_control() {
-            return Err(value_error(format!(
-                "insertion code {ins:?} at position {i}"
-            )));
-        }
-        let has_atoms = chain.atom37[i].iter().any(|p| p[0].is_finite());
-        if has_atoms && (!b[i].is_finite() || format!("{:.2}", b[i]).len() > 6) {
-            return Err(value_error(format!(
-                "B-factor {} at position {i} does not fit columns 61-66",
-                b[i]
-            )));
+        if let Some(message) = residue_field_error(chain, i, b[i]) {
+            return Err(value_error(message));
         }
         for (slot, p) in chain.atom37[i].iter().enumerate() {
             if !p.iter().all(|v| v.is_finite()) {

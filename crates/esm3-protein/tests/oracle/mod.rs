@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    esm3_test_support::shared_data()
 }
 
 /// One residue row of `per_residue_dssp_freesasa.tsv.gz`.

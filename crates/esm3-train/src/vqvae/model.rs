@@ -492,8 +492,7 @@ impl VqVae {
             plddt = Some(pl);
             pae = Some(pa);
         }
-        let mut values = BTreeMap::new();
-        for (name, t) in [
+        let values = scalar_values(&[
             ("total", Some(&total)),
             ("distance", Some(&g.distance)),
             ("direction", Some(&g.direction)),
@@ -503,11 +502,7 @@ impl VqVae {
             ("commitment", commitment.as_ref()),
             ("plddt", plddt.as_ref()),
             ("pae", pae.as_ref()),
-        ] {
-            if let Some(t) = t {
-                values.insert(name, t.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-            }
-        }
+        ])?;
         Ok(VqVaeLosses {
             total,
             distance: g.distance,
@@ -624,6 +619,19 @@ impl VqVae {
 }
 
 /// The rows of `z` `[n, d]` marked valid, detached, on the host.
+/// The value of each loss the stage computed, by name, for the log.
+fn scalar_values(
+    losses: &[(&'static str, Option<&Tensor>)],
+) -> Result<BTreeMap<&'static str, f32>> {
+    let mut values = BTreeMap::new();
+    for &(name, t) in losses {
+        if let Some(t) = t {
+            values.insert(name, t.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        }
+    }
+    Ok(values)
+}
+
 /// The predicted backbone, pair logits and geometric losses of one batch.
 struct GeometryLosses {
     bb_pred: Tensor,
