@@ -1,5 +1,6 @@
 //! `config.json` of a model directory: the model type and its hyper-parameters.
 
+use esm3_nn::{BlockConfig, FfnKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -151,6 +152,103 @@ fn check_heads(d_model: usize, n_heads: usize, n_layers: usize) -> std::result::
         ));
     }
     Ok(())
+}
+
+impl Esm3Config {
+    /// The transformer block of layer `layer`, with the constants the reference fixes for
+    /// this model (`esm/models/esm3.py`: geometric attention in layer 0 only, frameless queries
+    /// masked and zeroed).
+    pub fn block(&self, layer: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            v_heads: (layer == 0).then_some(self.v_heads),
+            use_plain_attn: true,
+            bias: false,
+            qk_layernorm: true,
+            ffn: FfnKind::SwiGlu,
+            expansion_ratio: 8.0 / 3.0,
+            residue_scaling: (self.n_layers as f64 / 36.0).sqrt(),
+            mask_and_zero_frameless: true,
+        }
+    }
+}
+
+impl EsmcConfig {
+    /// The transformer block of layer `layer`, with the constants the reference fixes for
+    /// this model (`esm/models/esmc.py`).
+    pub fn block(&self, _layer: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            v_heads: None,
+            use_plain_attn: true,
+            bias: false,
+            qk_layernorm: true,
+            ffn: FfnKind::SwiGlu,
+            expansion_ratio: 8.0 / 3.0,
+            residue_scaling: (self.n_layers as f64 / 36.0).sqrt(),
+            mask_and_zero_frameless: false,
+        }
+    }
+}
+
+impl FunctionDecoderConfig {
+    /// The transformer block of layer `layer`, with the constants the reference fixes for
+    /// this model (`esm/models/function_decoder.py`: biased, GELU, no QK LayerNorm).
+    pub fn block(&self, _layer: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            v_heads: None,
+            use_plain_attn: true,
+            bias: true,
+            qk_layernorm: false,
+            ffn: FfnKind::Gelu,
+            expansion_ratio: 4.0,
+            residue_scaling: 1.0,
+            mask_and_zero_frameless: false,
+        }
+    }
+}
+
+impl StructureDecoderConfig {
+    /// The transformer block of layer `layer`, with the constants the reference fixes for
+    /// this model (`esm/models/vqvae.py` `StructureTokenDecoder`).
+    pub fn block(&self, _layer: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            v_heads: None,
+            use_plain_attn: true,
+            bias: false,
+            qk_layernorm: true,
+            ffn: FfnKind::SwiGlu,
+            expansion_ratio: 8.0 / 3.0,
+            residue_scaling: 1.0,
+            mask_and_zero_frameless: false,
+        }
+    }
+}
+
+impl StructureEncoderConfig {
+    /// The transformer block of layer `layer`, with the constants the reference fixes for
+    /// this model (`esm/models/vqvae.py` `StructureTokenEncoder` (`GeometricEncoderStack`)).
+    pub fn block(&self, _layer: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            v_heads: Some(self.v_heads),
+            use_plain_attn: false,
+            bias: true,
+            qk_layernorm: true,
+            ffn: FfnKind::SwiGlu,
+            expansion_ratio: 4.0,
+            residue_scaling: 1.0,
+            // The reference's GeometricEncoderStack leaves its blocks at the default (False).
+            mask_and_zero_frameless: false,
+        }
+    }
 }
 
 impl ModelConfig {

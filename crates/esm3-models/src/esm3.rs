@@ -4,9 +4,7 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{embedding, Embedding, VarBuilder};
 use esm3_nn::linear::{linear, Linear};
-use esm3_nn::{
-    AttentionContext, BlockConfig, FfnKind, GeometryContext, RegressionHead, TransformerStack,
-};
+use esm3_nn::{AttentionContext, GeometryContext, RegressionHead, TransformerStack};
 
 use crate::array::HostArray;
 use crate::config::Esm3Config;
@@ -112,18 +110,6 @@ impl Esm3 {
             0,
         )?;
         let n_layers = config.n_layers;
-        let block = |i: usize| BlockConfig {
-            d_model: d,
-            n_heads: config.n_heads,
-            v_heads: (i == 0).then_some(config.v_heads),
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: (n_layers as f64 / 36.0).sqrt(),
-            mask_and_zero_frameless: true,
-        };
         let heads = vb.pp("output_heads");
         Ok(Self {
             config: config.clone(),
@@ -151,7 +137,13 @@ impl Esm3 {
                 })
                 .collect::<candle_core::Result<_>>()?,
             residue_embed: Embedding::new(residue_table, d),
-            transformer: TransformerStack::new(n_layers, block, true, d, vb.pp("transformer"))?,
+            transformer: TransformerStack::new(
+                n_layers,
+                |i| config.block(i),
+                true,
+                d,
+                vb.pp("transformer"),
+            )?,
             sequence_head: RegressionHead::new(d, vocab::SEQUENCE, heads.pp("sequence_head"))?,
             structure_head: RegressionHead::new(
                 d,

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
-use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
+use esm3_nn::{AttentionContext, RegressionHead, TransformerStack};
 use esm3_tokens::sequence as seq_vocab;
 
 use crate::array::{expect_shape, HostArray};
@@ -49,24 +49,12 @@ pub struct Esmc {
 impl Esmc {
     pub fn new(config: &EsmcConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.d_model;
-        let block = |_| BlockConfig {
-            d_model: d,
-            n_heads: config.n_heads,
-            v_heads: None,
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: (config.n_layers as f64 / 36.0).sqrt(),
-            mask_and_zero_frameless: false,
-        };
         Ok(Self {
             config: config.clone(),
             embed: embedding(vocab::SEQUENCE, d, vb.pp("embed"))?,
             transformer: TransformerStack::new(
                 config.n_layers,
-                block,
+                |i| config.block(i),
                 true,
                 d,
                 vb.pp("transformer"),

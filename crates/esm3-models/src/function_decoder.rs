@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
-use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
+use esm3_nn::{AttentionContext, RegressionHead, TransformerStack};
 use std::path::Path;
 
 use esm3_tokens::function::annotation::{decode_function_logits, interpro_display};
@@ -75,18 +75,6 @@ pub fn unpack_bits(row: &[i64; DEPTH]) -> [u32; BIT_TOKENS] {
 impl FunctionTokenDecoder {
     pub fn new(config: &FunctionDecoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.d_model;
-        let block = |_| BlockConfig {
-            d_model: d,
-            n_heads: config.n_heads,
-            v_heads: None,
-            use_plain_attn: true,
-            bias: true,
-            qk_layernorm: false,
-            ffn: FfnKind::Gelu,
-            expansion_ratio: 4.0,
-            residue_scaling: 1.0,
-            mask_and_zero_frameless: false,
-        };
         let outs = [
             config.keyword_vocabulary_size,
             config.keyword_vocabulary_size,
@@ -102,7 +90,13 @@ impl FunctionTokenDecoder {
         Ok(Self {
             config: config.clone(),
             embedding: embedding(EMBEDDING_ROWS, d, vb.pp("embedding"))?,
-            decoder: TransformerStack::new(config.n_layers, block, true, d, vb.pp("decoder"))?,
+            decoder: TransformerStack::new(
+                config.n_layers,
+                |i| config.block(i),
+                true,
+                d,
+                vb.pp("decoder"),
+            )?,
             heads,
             device: vb.device().clone(),
             dtype: vb.dtype(),

@@ -6,7 +6,7 @@ use candle_nn::{embedding, Embedding, VarBuilder};
 use esm3_nn::fused::gelu_erf;
 use esm3_nn::linear::{linear, linear_no_bias, Linear};
 use esm3_nn::norm::{layer_norm, softmax_last_dim, LayerNorm};
-use esm3_nn::{AttentionContext, BlockConfig, FfnKind, RegressionHead, TransformerStack};
+use esm3_nn::{AttentionContext, RegressionHead, TransformerStack};
 use esm3_protein::{Frame, Vec3};
 
 use crate::array::{expect_shape, HostArray};
@@ -149,18 +149,6 @@ fn add3(a: Vec3, b: Vec3) -> Vec3 {
 impl StructureTokenDecoder {
     pub fn new(config: &StructureDecoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.d_model;
-        let block = |_| BlockConfig {
-            d_model: d,
-            n_heads: config.n_heads,
-            v_heads: None,
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: 1.0,
-            mask_and_zero_frameless: false,
-        };
         let a = vb.pp("affine_output_projection");
         let p = vb.pp("pairwise_classification_head");
         let w = vocab::PAIRWISE_WIDTH;
@@ -170,7 +158,13 @@ impl StructureTokenDecoder {
         Ok(Self {
             config: config.clone(),
             embed: embedding(vocab::STRUCTURE_EMBED, d, vb.pp("embed"))?,
-            stack: TransformerStack::new(config.n_layers, block, true, d, vb.pp("decoder_stack"))?,
+            stack: TransformerStack::new(
+                config.n_layers,
+                |i| config.block(i),
+                true,
+                d,
+                vb.pp("decoder_stack"),
+            )?,
             bb_ffn1: linear(d, d, a.pp("ffn1"))?,
             bb_norm: layer_norm(d, true, a.pp("norm"))?,
             bb_proj: linear(d, vocab::AFFINE_PROJECTION, a.pp("proj"))?,

@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 use esm3_nn::linear::{linear, Linear};
-use esm3_nn::{BlockConfig, FfnKind, GeometryContext, TransformerStack};
+use esm3_nn::{GeometryContext, TransformerStack};
 use esm3_protein::frames::MAX_SUPPORTED_DISTANCE;
 use esm3_protein::{backbone_frames, Frame, Vec3};
 
@@ -148,21 +148,13 @@ impl StructureTokenEncoder {
 
     pub fn new(config: &StructureEncoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = config.d_model;
-        let block = |_| BlockConfig {
-            d_model: d,
-            n_heads: config.n_heads,
-            v_heads: Some(config.v_heads),
-            use_plain_attn: false,
-            bias: true,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 4.0,
-            residue_scaling: 1.0,
-            // The reference's GeometricEncoderStack leaves its blocks at the default (False).
-            mask_and_zero_frameless: false,
-        };
-        let transformer =
-            TransformerStack::new(config.n_layers, block, false, d, vb.pp("transformer"))?;
+        let transformer = TransformerStack::new(
+            config.n_layers,
+            |i| config.block(i),
+            false,
+            d,
+            vb.pp("transformer"),
+        )?;
         Ok(Self {
             config: config.clone(),
             transformer,
