@@ -2,7 +2,7 @@
 //! mkdssp (oracle table), the reference's biotite SASA (fixture) and TM-align (oracle table).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ mod common;
 use common::esm3;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    esm3_test_support::repo_root()
 }
 
 fn structure(rel: &str) -> String {

@@ -11,7 +11,7 @@ use esm3_protein::io::write_pdb;
 use esm3_protein::{read_chain, ProteinChain};
 
 fn bundle_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/random-bundle-d64")
+    esm3_test_support::repo_root().join("fixtures/random-bundle-d64")
 }
 
 fn copy_tree(from: &Path, to: &Path) {

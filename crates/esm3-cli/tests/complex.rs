@@ -7,7 +7,7 @@ use common::{esm3, ok, s, structures};
 use esm3_protein::read_structure;
 
 fn model() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/random-bundle-d64")
+    esm3_test_support::repo_root().join("fixtures/random-bundle-d64")
 }
 
 #[test]

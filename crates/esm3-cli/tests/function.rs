@@ -12,7 +12,7 @@ use esm3_tokens::function::Hyperplanes;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    esm3_test_support::repo_root()
 }
 
 fn data_dir() -> PathBuf {

@@ -15,7 +15,7 @@ use common::{esm3, ok, s};
 use serde_json::{json, Value};
 
 fn bundled_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/esm3-rs-small")
+    esm3_test_support::repo_root().join("models/esm3-rs-small")
 }
 
 fn generate(out: &Path, n: usize) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    esm3_test_support::repo_root()
 }
 
 /// A running server; killed when dropped.

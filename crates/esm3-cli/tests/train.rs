@@ -7,7 +7,7 @@ use common::{esm3, ok, s, stderr};
 use std::path::Path;
 
 fn shared() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    esm3_test_support::shared_data()
 }
 
 fn write(path: &Path, text: &str) {

@@ -1,10 +1,8 @@
 //! Parity with the reference `esm` package on random-weight fixtures it produced
 //! (`tools/reference/make_fixtures.py`): every output within 1e-4 at every non-padding position.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Tensor};
 use esm3_models::forward::{forward_named, read_inputs};
 use esm3_models::import::import_pth;
 use esm3_models::model_dir::LoadedModel;
@@ -13,54 +11,7 @@ use esm3_test_support::reference_fixtures;
 
 const TOLERANCE: f32 = 1e-4;
 
-/// Largest |ours − reference| over the positions `position_mask` marks real, per output.
-fn compare(ours: &[(String, Tensor)], expected: &HashMap<String, Tensor>) -> Vec<(String, f32)> {
-    let mask = expected
-        .get("position_mask")
-        .map(|m| m.to_dtype(DType::I64).unwrap().to_vec2::<i64>().unwrap());
-    let ours: HashMap<&str, &Tensor> = ours.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut report = Vec::new();
-    for (name, want) in expected {
-        if name == "position_mask" {
-            continue;
-        }
-        let got = ours
-            .get(name.as_str())
-            .unwrap_or_else(|| panic!("output `{name}` missing"));
-        assert_eq!(got.dims(), want.dims(), "shape of `{name}`");
-        // hidden_states is [n_layers, B, L, d]; every other output starts with [B, L].
-        let lead = usize::from(name == "hidden_states");
-        let dims = want.dims().to_vec();
-        let (b, l) = (dims[lead], dims[lead + 1]);
-        let inner: usize = dims[lead + 2..].iter().product();
-        let outer: usize = dims[..lead].iter().product();
-        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut worst = 0f32;
-        for o in 0..outer {
-            for bi in 0..b {
-                for li in 0..l {
-                    if mask.as_ref().is_some_and(|m| m[bi][li] == 0) {
-                        continue;
-                    }
-                    let base = ((o * b + bi) * l + li) * inner;
-                    for k in base..base + inner {
-                        let diff = (g[k] - w[k]).abs();
-                        assert!(
-                            !diff.is_nan(),
-                            "`{name}` NaN at flat index {k}: ours {} ref {}",
-                            g[k],
-                            w[k]
-                        );
-                        worst = worst.max(diff);
-                    }
-                }
-            }
-        }
-        report.push((name.clone(), worst));
-    }
-    report
-}
+use esm3_test_support::compare_outputs as compare;
 
 fn run_cases(model_name: &str, model: &LoadedModel) -> usize {
     let cases = reference_fixtures().join(model_name).join("cases");

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use esm3_models::forward::{forward_named, read_inputs};
 use esm3_models::import::import_pth;
 use esm3_models::model_dir::LoadedModel;
@@ -39,69 +39,7 @@ fn safetensors(path: &Path) -> HashMap<String, Tensor> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Per output: largest |ours − reference| over real positions (outputs `[B]` are per protein
-/// and compared whole; integer outputs must be identical, reported as the mismatch count).
-fn compare(ours: &[(String, Tensor)], expected: &HashMap<String, Tensor>) -> Vec<(String, f32)> {
-    let mask = expected["position_mask"]
-        .to_dtype(DType::I64)
-        .unwrap()
-        .to_vec2::<i64>()
-        .unwrap();
-    let ours: HashMap<&str, &Tensor> = ours.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut report = Vec::new();
-    for (name, want) in expected {
-        if name == "position_mask" {
-            continue;
-        }
-        let got = ours
-            .get(name.as_str())
-            .unwrap_or_else(|| panic!("output `{name}` missing"));
-        assert_eq!(got.dims(), want.dims(), "shape of `{name}`");
-        assert_eq!(got.dtype(), want.dtype(), "dtype of `{name}`");
-        let dims = want.dims();
-        let b = dims[0];
-        let l = if dims.len() > 1 { dims[1] } else { 1 };
-        let inner: usize = dims.iter().skip(2).product();
-        let real = |bi: usize, li: usize| dims.len() == 1 || mask[bi][li] != 0;
-        let worst = if want.dtype() == DType::I64 {
-            let g = got.flatten_all().unwrap().to_vec1::<i64>().unwrap();
-            let w = want.flatten_all().unwrap().to_vec1::<i64>().unwrap();
-            let mut mismatches = 0;
-            for bi in 0..b {
-                for li in (0..l).filter(|&li| real(bi, li)) {
-                    let k = bi * l + li;
-                    if g[k] != w[k] {
-                        eprintln!("`{name}`[{bi}, {li}]: ours {} reference {}", g[k], w[k]);
-                        mismatches += 1;
-                    }
-                }
-            }
-            mismatches as f32
-        } else {
-            let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let mut worst = 0f32;
-            for bi in 0..b {
-                for li in (0..l).filter(|&li| real(bi, li)) {
-                    let base = (bi * l + li) * inner;
-                    for k in base..base + inner {
-                        let diff = (g[k] - w[k]).abs();
-                        assert!(
-                            !diff.is_nan(),
-                            "`{name}` NaN at {k}: ours {} ref {}",
-                            g[k],
-                            w[k]
-                        );
-                        worst = worst.max(diff);
-                    }
-                }
-            }
-            worst
-        };
-        report.push((name.clone(), worst));
-    }
-    report
-}
+use esm3_test_support::compare_outputs as compare;
 
 fn check_cases(model_name: &str, model: &LoadedModel) {
     let mut failures = Vec::new();
