@@ -154,22 +154,37 @@ fn check_heads(d_model: usize, n_heads: usize, n_layers: usize) -> std::result::
     Ok(())
 }
 
+/// The block the ESM3 trunk, ESM C and the structure decoder share: plain attention without
+/// biases, QK LayerNorm, SwiGLU of ratio 8/3, no geometric attention, frameless queries kept.
+fn esm_block(d_model: usize, n_heads: usize, residue_scaling: f64) -> BlockConfig {
+    BlockConfig {
+        d_model,
+        n_heads,
+        v_heads: None,
+        use_plain_attn: true,
+        bias: false,
+        qk_layernorm: true,
+        ffn: FfnKind::SwiGlu,
+        expansion_ratio: 8.0 / 3.0,
+        residue_scaling,
+        mask_and_zero_frameless: false,
+    }
+}
+
+/// ESM3's and ESM C's residual scaling: √(n_layers / 36).
+fn depth_scaling(n_layers: usize) -> f64 {
+    (n_layers as f64 / 36.0).sqrt()
+}
+
 impl Esm3Config {
     /// The transformer block of layer `layer`, with the constants the reference fixes for
     /// this model (`esm/models/esm3.py`: geometric attention in layer 0 only, frameless queries
     /// masked and zeroed).
     pub fn block(&self, layer: usize) -> BlockConfig {
         BlockConfig {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
             v_heads: (layer == 0).then_some(self.v_heads),
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: (self.n_layers as f64 / 36.0).sqrt(),
             mask_and_zero_frameless: true,
+            ..esm_block(self.d_model, self.n_heads, depth_scaling(self.n_layers))
         }
     }
 }
@@ -178,18 +193,7 @@ impl EsmcConfig {
     /// The transformer block of layer `layer`, with the constants the reference fixes for
     /// this model (`esm/models/esmc.py`).
     pub fn block(&self, _layer: usize) -> BlockConfig {
-        BlockConfig {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            v_heads: None,
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: (self.n_layers as f64 / 36.0).sqrt(),
-            mask_and_zero_frameless: false,
-        }
+        esm_block(self.d_model, self.n_heads, depth_scaling(self.n_layers))
     }
 }
 
@@ -216,18 +220,7 @@ impl StructureDecoderConfig {
     /// The transformer block of layer `layer`, with the constants the reference fixes for
     /// this model (`esm/models/vqvae.py` `StructureTokenDecoder`).
     pub fn block(&self, _layer: usize) -> BlockConfig {
-        BlockConfig {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            v_heads: None,
-            use_plain_attn: true,
-            bias: false,
-            qk_layernorm: true,
-            ffn: FfnKind::SwiGlu,
-            expansion_ratio: 8.0 / 3.0,
-            residue_scaling: 1.0,
-            mask_and_zero_frameless: false,
-        }
+        esm_block(self.d_model, self.n_heads, 1.0)
     }
 }
 

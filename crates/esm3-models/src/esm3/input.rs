@@ -59,39 +59,44 @@ pub(super) struct Prepared {
 impl Prepared {
     pub fn new(input: &Esm3Input) -> Result<Self> {
         let shape = BatchShape::of(input)?;
-        let sequence = shape.token_track(
+        let sequence = shape.id_track(
             "sequence_tokens",
             &input.sequence_tokens,
+            None,
             seq_vocab::MASK as i64,
-            vocab::SEQUENCE as i64,
+            vocab::SEQUENCE,
             "sequence ids",
         )?;
-        let ss8 = shape.token_track(
+        let ss8 = shape.id_track(
             "ss8_tokens",
             &input.ss8_tokens,
+            None,
             0,
-            vocab::SS8 as i64,
+            vocab::SS8,
             "SS8 ids",
         )?;
-        let sasa = shape.token_track(
+        let sasa = shape.id_track(
             "sasa_tokens",
             &input.sasa_tokens,
+            None,
             0,
-            vocab::SASA as i64,
+            vocab::SASA,
             "SASA ids",
         )?;
         let structure = shape.structure_track(&input.structure_tokens, &sequence)?;
-        let function = shape.deep_track(
+        let function = shape.id_track(
             "function_tokens",
             &input.function_tokens,
-            vocab::FUNCTION_DEPTH,
+            Some(vocab::FUNCTION_DEPTH),
+            0,
             vocab::FUNCTION,
             "function ids",
         )?;
-        let residue = shape.deep_track(
+        let residue = shape.id_track(
             "residue_annotation_tokens",
             &input.residue_annotation_tokens,
-            vocab::RESIDUE_SLOTS,
+            Some(vocab::RESIDUE_SLOTS),
+            0,
             vocab::RESIDUE,
             "residue-annotation ids",
         )?;
@@ -169,41 +174,27 @@ impl BatchShape {
         Ok(a)
     }
 
-    /// A `[B, L]` token track: the given ids (shape and range checked) or all `default`.
-    fn token_track(
+    /// A token track, `[B, L]` or with `depth` ids per position `[B, L, depth]`: the given ids
+    /// (shape and range checked) or all `default`.
+    fn id_track(
         &self,
         name: &str,
         given: &Option<HostArray<i64>>,
+        depth: Option<usize>,
         default: i64,
-        limit: i64,
-        what: &str,
-    ) -> Result<HostArray<i64>> {
-        match given {
-            Some(a) => {
-                self.checked(name, a)?.check_range(name, limit, what)?;
-                Ok(a.clone())
-            }
-            None => Ok(HostArray::filled(vec![self.batch, self.len], default)),
-        }
-    }
-
-    /// A `[B, L, depth]` track of several ids per position, all 0 (empty) by default.
-    fn deep_track(
-        &self,
-        name: &str,
-        given: &Option<HostArray<i64>>,
-        depth: usize,
         limit: usize,
         what: &str,
     ) -> Result<HostArray<i64>> {
+        let mut shape = vec![self.batch, self.len];
+        shape.extend(depth);
         match given {
             Some(a) => {
-                let expected = [Some(self.batch), Some(self.len), Some(depth)];
+                let expected: Vec<Option<usize>> = shape.iter().map(|&d| Some(d)).collect();
                 expect_shape(name, &a.shape, &expected)?;
                 a.check_range(name, limit as i64, what)?;
                 Ok(a.clone())
             }
-            None => Ok(HostArray::filled(vec![self.batch, self.len, depth], 0)),
+            None => Ok(HostArray::filled(shape, default)),
         }
     }
 
